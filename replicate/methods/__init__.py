@@ -1,0 +1,46 @@
+"""Compression methods. Each module defines one `Method` and registers it.
+
+A method receives a `replicate.runner.Context` (configuration, data, model
+builder, access to the trained weights of the parent run, and the shared
+training loop) and returns a `Result`. It never touches the store itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, check_choice
+
+METHODS: dict = {}
+
+
+@dataclass
+class Result:
+    model: object                 # the trained / compressed torch module
+    history: list                 # per-epoch dicts from replicate.train.fit (may be concatenated)
+    extra: dict = field(default_factory=dict)   # JSON-friendly method-specific metrics
+
+
+class Method:
+    name: str = ""
+    defaults: dict = {}           # every argument the method accepts, with its default
+    needs_parent: bool = False    # True when the method starts from another run's weights
+
+    def validate(self, cfg) -> None:
+        if self.needs_parent and cfg.parent is None:
+            raise ConfigError(f"method {self.name!r} needs a parent run (the model to compress)")
+
+    def run(self, ctx) -> Result:
+        raise NotImplementedError
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    check_choice("method", name, tuple(METHODS))
+    return METHODS[name]
+
+
+from . import dense, magnitude  # noqa: E402,F401  (registration)

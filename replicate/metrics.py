@@ -1,0 +1,126 @@
+"""What a compressed model costs: parameters, non-zeros, FLOPs, bytes, latency.
+
+Conventions (the same as Han et al. 2015 and SparseVD, whose tables we compare with):
+- *prunable* tensors are the weights of Linear and Conv2d layers; biases are
+  never pruned and are NOT counted in the compression ratio;
+- compression ratio = prunable weights / non-zero prunable weights;
+- totals "with biases" are reported next to it for readers who count those;
+- FLOPs are multiply-accumulates of Linear/Conv2d for one input sample; the
+  effective count scales each layer by its weight density (masked zeros do
+  no useful work), as ShrinkBench does. Dense FLOP counters ignore masks.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def prunable(model: nn.Module) -> dict:
+    """name -> weight tensor of every Linear / Conv2d layer, in forward order."""
+    return {name: m.weight for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def layer_stats(model: nn.Module) -> dict:
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            w = m.weight.detach()
+            b = m.bias.detach() if m.bias is not None else None
+            out[name] = {
+                "kind": "conv" if isinstance(m, nn.Conv2d) else "fc",
+                "weights": w.numel(),
+                "nonzero": int((w != 0).sum()),
+                "biases": b.numel() if b is not None else 0,
+                "nonzero_biases": int((b != 0).sum()) if b is not None else 0,
+            }
+            out[name]["remaining"] = out[name]["nonzero"] / max(out[name]["weights"], 1)
+    return out
+
+
+def macs_per_layer(model: nn.Module, input_shape) -> dict:
+    """Dense multiply-accumulates of each Linear/Conv2d layer for one sample."""
+    macs, handles = {}, []
+
+    def hook(name):
+        def fn(m, inp, out):
+            if isinstance(m, nn.Conv2d):
+                per_out = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+                macs[name] = out[0].numel() * per_out
+            else:
+                macs[name] = m.in_features * m.out_features
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            handles.append(m.register_forward_hook(hook(name)))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            p = next(model.parameters())
+            model(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return macs
+
+
+def sparse_bytes(weights: int, nonzero: int, rows: int, value_bits: int = 32, index_bits: int = 32) -> int:
+    """Bytes to store a layer in CSR form: values + column indices + row pointers."""
+    return (nonzero * (value_bits + index_bits) + (rows + 1) * index_bits) // 8
+
+
+def summarize(model: nn.Module, input_shape) -> dict:
+    """All size metrics of a (possibly masked) model, per layer and in total."""
+    layers = layer_stats(model)
+    macs = macs_per_layer(model, input_shape)
+    mods = dict(model.named_modules())
+    total_w = sum(l["weights"] for l in layers.values())
+    total_nz = sum(l["nonzero"] for l in layers.values())
+    total_b = sum(l["biases"] for l in layers.values())
+    dense_flops = eff_flops = 0
+    dense_bytes = sparse_b = 0
+    for name, l in layers.items():
+        l["dense_macs"] = macs.get(name, 0)
+        l["effective_macs"] = round(l["dense_macs"] * l["remaining"])
+        dense_flops += l["dense_macs"]
+        eff_flops += l["effective_macs"]
+        rows = mods[name].weight.shape[0]
+        l["dense_bytes"] = 4 * (l["weights"] + l["biases"])
+        l["sparse_bytes"] = sparse_bytes(l["weights"], l["nonzero"], rows) + 4 * l["biases"]
+        dense_bytes += l["dense_bytes"]
+        sparse_b += l["sparse_bytes"]
+    return {
+        "layers": layers,
+        "weights": total_w,
+        "nonzero": total_nz,
+        "remaining": total_nz / max(total_w, 1),
+        "compression": total_w / max(total_nz, 1),
+        "params_with_biases": total_w + total_b,
+        "nonzero_with_biases": total_nz + sum(l["nonzero_biases"] for l in layers.values()),
+        "dense_macs": dense_flops,
+        "effective_macs": eff_flops,
+        "theoretical_speedup": dense_flops / max(eff_flops, 1),
+        "dense_bytes": dense_bytes,
+        "sparse_bytes": sparse_b,
+        "counting": "compression counts Linear/Conv2d weights only (biases excluded), as Han et al. 2015",
+    }
+
+
+def latency(fn, *, warmup: int = 3, repeats: int = 20) -> dict:
+    """Median and spread of fn()'s wall time in seconds. Compare ratios from one
+    process, never absolute times across machines or sessions."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(times), "min_s": min(times),
+            "max_s": max(times), "repeats": repeats}

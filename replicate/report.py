@@ -1,0 +1,137 @@
+"""Paper-vs-replication tables, the claims table, and one figure style.
+
+Every notebook builds its table with `row(...)` + `table(...)`: the metric,
+the paper's value with its source (or "not published"), ours as mean +- std
+over seeds, the difference, and the dataset and profile of our runs. Tables
+are written in long form to results/tables/<paper>/<notebook>.csv (+ .md);
+claims to results/claims/<paper>.csv. Smoke-profile outputs go under
+build/smoke/ so that quick checks never overwrite committed results.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import repo_root
+
+TABLE_COLUMNS = ["experiment", "model", "dataset", "profile", "metric", "paper", "paper_source",
+                 "paper_verified", "paper_dataset", "ours_mean", "ours_std", "n_seeds", "n_failed",
+                 "diff", "note"]
+CLAIM_COLUMNS = ["claim_id", "claim", "source", "verdict", "evidence", "notebook"]
+VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
+
+
+def output_root(profile: str) -> Path:
+    root = repo_root()
+    return root / "build" / "smoke" if profile == "smoke" else root
+
+
+def values(records, fn) -> tuple:
+    """(values of fn over the successful records, number of failed records)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    return [float(fn(r)) for r in ok], len(records) - len(ok)
+
+
+def row(experiment: str, model: str, dataset: str, profile: str, metric: str, records,
+        fn, paper: dict | None = None, comparable: bool | None = None, note: str = "") -> dict:
+    """One table row. `fn(record)` extracts our value; `paper` is a references.lookup() dict.
+
+    The difference ours - paper is given only when it means something: same
+    dataset, or `comparable=True` for relative quantities (a drop, a ratio)."""
+    vals, failed = values(records, fn)
+    mean = float(np.mean(vals)) if vals else math.nan
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else (0.0 if vals else math.nan)
+    pval = paper.get("value") if paper else None
+    pdata = paper.get("dataset") if paper else None
+    if comparable is None:
+        comparable = pdata == dataset
+    diff = mean - float(pval) if (comparable and isinstance(pval, (int, float)) and vals) else math.nan
+    notes = [note] if note else []
+    if failed:
+        notes.append(f"{failed} failed run(s) excluded")
+    if paper and pdata and pdata != dataset:
+        notes.append(f"paper on {pdata}, ours on {dataset}")
+    return {
+        "experiment": experiment, "model": model, "dataset": dataset, "profile": profile,
+        "metric": metric, "paper": pval if paper else None,
+        "paper_source": paper.get("source") if paper else "not published",
+        "paper_verified": paper.get("verified") if paper else None,
+        "paper_dataset": pdata, "ours_mean": mean, "ours_std": std, "n_seeds": len(vals),
+        "n_failed": failed, "diff": diff, "note": "; ".join(notes),
+    }
+
+
+def table(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def fmt(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """A readable view: ours as mean +- std, the paper's value marked as such."""
+    def num(v):
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+    out = pd.DataFrame({
+        "experiment": df.experiment, "model": df.model, "metric": df.metric,
+        "paper (value, source)": [
+            "not published" if p is None or (isinstance(p, float) and math.isnan(p))
+            else f"{p} ({s}{'' if v else ', unverified'})"
+            for p, s, v in zip(df.paper, df.paper_source, df.paper_verified)],
+        "ours (mean ± std)": [f"{num(m)} ± {num(s)}" if n else "no successful run"
+                              for m, s, n in zip(df.ours_mean, df.ours_std, df.n_seeds)],
+        "seeds": df.n_seeds, "diff": [num(d) for d in df["diff"]],
+        "dataset / profile": df.dataset + " / " + df.profile, "note": df.note,
+    })
+    return out
+
+
+def write_table(df: pd.DataFrame, paper: str, notebook: str, profile: str) -> Path:
+    """Write the long-form CSV and a Markdown view; returns the CSV path."""
+    d = output_root(profile) / "results" / "tables" / paper
+    d.mkdir(parents=True, exist_ok=True)
+    csv = d / f"{notebook}.csv"
+    df.to_csv(csv, index=False, float_format="%.6g")
+    (d / f"{notebook}.md").write_text(fmt(df).to_markdown(index=False) + "\n")
+    return csv
+
+
+def write_claims(paper: str, claims, profile: str) -> Path:
+    """Write the claims table; each claim needs a verdict from VERDICTS and its evidence."""
+    df = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
+    bad = sorted(set(df.verdict) - set(VERDICTS))
+    if bad:
+        raise ValueError(f"unknown verdict(s) {bad}; valid: {', '.join(VERDICTS)}")
+    d = output_root(profile) / "results" / "claims"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{paper}.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+# -- figures -------------------------------------------------------------------
+
+def style() -> None:
+    import matplotlib
+
+    matplotlib.rcParams.update({
+        "figure.figsize": (6.4, 4.0), "figure.dpi": 90, "savefig.dpi": 110,
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+        "axes.spines.right": False, "legend.frameon": False, "font.size": 10,
+    })
+
+
+def savefig(fig, paper: str, name: str, profile: str) -> Path:
+    d = output_root(profile) / "figures" / paper
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.png"
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def mean_std(records, fn):
+    vals, _ = values(records, fn)
+    if not vals:
+        return math.nan, math.nan
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0

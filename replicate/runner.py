@@ -1,0 +1,202 @@
+"""Run a configuration, or return its stored record.
+
+`run(cfg)` is the one entry point notebooks use. It looks the configuration up
+in the store and returns the record when there is one; otherwise it seeds
+everything, loads the data, lets the method train or compress, measures the
+result, and writes the record atomically. Prerequisites (a dense model to
+prune) are resolved lazily: a stored record is returned without loading or
+training anything it depended on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import time
+import warnings
+
+import torch
+
+from . import __version__
+from . import data as data_mod
+from . import metrics, models, train
+from .config import RunConfig
+from .methods import get_method
+from .store import Store, repo_root
+
+_PROCESS_START = _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def fresh_requested() -> bool:
+    """REPLICATE_FRESH=1 retrains everything once: records written before this
+    process started are ignored, those written by it are reused."""
+    return os.environ.get("REPLICATE_FRESH", "0") not in ("0", "", "false", "no")
+
+
+def load_data(cfg: RunConfig):
+    ds = data_mod.load(cfg.dataset)
+    if cfg.train_size or cfg.test_size:
+        ds = data_mod.subset(ds, cfg.train_size, cfg.test_size, seed=0)
+    if cfg.normalize:
+        mean, std = ds.x_train.mean(), ds.x_train.std()
+        ds = data_mod.Dataset(ds.name, (ds.x_train - mean) / std, ds.y_train,
+                              (ds.x_test - mean) / std, ds.y_test, ds.num_classes, ds.source)
+    return ds
+
+
+class Context:
+    """What a method gets: the configuration, the data and the shared tools."""
+
+    def __init__(self, cfg: RunConfig, ds, device, store: Store):
+        self.cfg, self.data, self.device, self.store = cfg, ds, device, store
+
+    @property
+    def input_shape(self):
+        return tuple(self.data.x_train.shape[1:])
+
+    def build_model(self):
+        """A freshly initialised model, seeded by the run's seed."""
+        train.seed_everything(self.cfg.seed)
+        m = models.build(self.cfg.model, self.input_shape, self.data.num_classes)
+        return m.to(self.device)
+
+    def parent_model(self):
+        """The parent run's trained model (trained now if its weights are not cached)."""
+        model, _ = load_model(self.cfg.parent, store=self.store)
+        return model.to(self.device)
+
+    def fit(self, model, epochs: int | None = None, stream: int = 0, **overrides) -> list:
+        """Train with the run's optimizer settings; `overrides` change any of them.
+        `stream` separates data orders of successive phases of one run."""
+        c = self.cfg
+        kw = dict(epochs=c.epochs if epochs is None else epochs, batch_size=c.batch_size,
+                  optimizer=c.optimizer, lr=c.lr, momentum=c.momentum,
+                  weight_decay=c.weight_decay, lr_schedule=c.lr_schedule,
+                  lr_milestones=c.lr_milestones, seed=c.seed * 1000 + stream,
+                  desc=c.label)
+        kw.update(overrides)
+        return train.fit(model, self.data, **kw)
+
+
+def _git_commit():
+    root = repo_root()
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, dirty
+
+
+def _provenance(device, threads, start, wall, ds) -> dict:
+    commit, dirty = _git_commit()
+    return {
+        "replicate_version": __version__, "git_commit": commit, "git_dirty": dirty,
+        "torch_version": torch.__version__, "python_version": platform.python_version(),
+        "device": str(device), "device_name": (torch.cuda.get_device_name(device)
+                                                if device.type == "cuda" else platform.processor() or "cpu"),
+        "threads": threads, "wall_time_s": round(wall, 3), "start_time": start, "end_time": _now(),
+        "data_source": ds.source, "n_train": len(ds.x_train), "n_test": len(ds.x_test),
+    }
+
+
+def _usable(record, fresh) -> bool:
+    if record is None:
+        return False
+    if fresh and record["provenance"].get("end_time", "") < _PROCESS_START:
+        return False
+    return True
+
+
+def run(cfg: RunConfig, *, fresh: bool | None = None, store: Store | None = None) -> dict:
+    """The record of `cfg`: from the store when present, else by running it."""
+    record, _ = _run(cfg, fresh=fresh, store=store, want_model=False)
+    return record
+
+
+def load_model(cfg: RunConfig, *, store: Store | None = None):
+    """(model, record) of a run, from the weight cache or by (re)running it."""
+    return _run(cfg, fresh=None, store=store, want_model=True)
+
+
+def _run(cfg: RunConfig, *, fresh, store, want_model):
+    cfg.validate()
+    store = store or Store.for_profile(cfg.profile)
+    fresh = fresh_requested() if fresh is None else fresh
+    record = store.get(cfg)
+    have = _usable(record, fresh)
+    wpath = store.weights_path(cfg)
+    if have and not want_model:
+        return record, None
+    device = train.default_device()
+    if have and want_model and wpath.exists() and record["status"] == "ok":
+        ds_shape, classes = _shape_of(cfg)
+        model = models.build(cfg.model, ds_shape, classes)
+        model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+        return model.to(device), record
+    if have and record["status"] != "ok":
+        raise RuntimeError(f"run {cfg.label} ({cfg.key}) failed earlier: {record.get('error')}; "
+                           "it has no model to continue from")
+
+    threads = train.set_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    ds = load_data(cfg)
+    method = get_method(cfg.method)
+    start, t0 = _now(), time.perf_counter()
+    ctx = Context(cfg, ds, device, store)
+    try:
+        result = method.run(ctx)
+    except train.Divergence as err:
+        new = {"config": cfg.to_dict(), "status": "failed", "error": str(err),
+               "failed_epoch": err.epoch, "history": err.history, "metrics": {},
+               "provenance": _provenance(device, threads, start, time.perf_counter() - t0, ds)}
+        store.put(new)
+        warnings.warn(f"run {cfg.label} diverged ({err}); recorded as failed", stacklevel=2)
+        if want_model:
+            raise
+        return store.get(cfg), None
+    wall = time.perf_counter() - t0
+    model = result.model
+    final = train.evaluate(model, ds.x_test, ds.y_test)
+    hist = result.history
+    m = metrics.summarize(model, ctx.input_shape)
+    m.update({
+        "test_acc": final["acc"], "test_error": 1 - final["acc"], "test_loss": final["loss"],
+        "best_test_acc": max((h["test_acc"] for h in hist), default=final["acc"]),
+        "epochs_run": len(hist),
+    })
+    m.update(result.extra)
+    new = {"config": cfg.to_dict(), "status": "ok", "history": hist, "metrics": m,
+           "provenance": _provenance(device, threads, start, wall, ds)}
+    if have and record["status"] == "ok" and want_model:
+        # Re-ran only to get weights back: keep the stored record, check determinism.
+        if abs(record["metrics"]["test_acc"] - m["test_acc"]) > 1e-9:
+            warnings.warn(f"re-running {cfg.label} to recover its weights gave test accuracy "
+                          f"{m['test_acc']:.4f}, the stored record says {record['metrics']['test_acc']:.4f}",
+                          stacklevel=2)
+        new = record
+    else:
+        store.put(new)
+        new = store.get(cfg)
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    tmp = wpath.with_suffix(".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, wpath)
+    return (model, new) if want_model else (new, None)
+
+
+def _shape_of(cfg: RunConfig):
+    ds = load_data(cfg)
+    return tuple(ds.x_train.shape[1:]), ds.num_classes
+
+
+def runs(cfgs, **kw) -> list:
+    """Run (or fetch) many configurations, in order."""
+    return [run(c, **kw) for c in cfgs]

@@ -1,0 +1,134 @@
+"""The run store: one JSON record per finished run.
+
+Records live at <store>/<method>/<model>_<dataset>_<profile>_<key>.json. A
+record is written only when its run has finished, atomically (temporary file
+in the same directory, then rename), so an interrupted run leaves nothing
+behind. Each record carries a checksum of its own content; a record that does
+not parse, lacks a field, belongs to another key or fails its checksum is
+reported, moved aside (``.corrupt``) and recomputed, never read as a result.
+
+The committed store is results/runs/. Smoke-profile runs go to
+build/smoke/runs/ (git-ignored) so that CI and quick checks never mix with
+committed results. REPLICATE_STORE overrides both.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from .config import RunConfig
+
+REQUIRED = ("key", "config", "status", "metrics", "history", "provenance", "checksum")
+SCHEMA = 1
+
+
+def repo_root() -> Path:
+    """The project directory: REPLICATE_ROOT, else the checkout holding this package."""
+    env = os.environ.get("REPLICATE_ROOT")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_store_dir(profile: str) -> Path:
+    env = os.environ.get("REPLICATE_STORE")
+    if env:
+        return Path(env)
+    root = repo_root()
+    return root / ("build/smoke/runs" if profile == "smoke" else "results/runs")
+
+
+def cache_dir() -> Path:
+    """Git-ignored cache for trained weights (REPLICATE_CACHE overrides)."""
+    env = os.environ.get("REPLICATE_CACHE")
+    return Path(env) if env else repo_root() / ".cache" / "replicate"
+
+
+class CorruptRecord(ValueError):
+    pass
+
+
+def _checksum(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "Store":
+        return cls(default_store_dir(profile))
+
+    def path(self, cfg: RunConfig) -> Path:
+        return self.root / cfg.method / f"{cfg.model}_{cfg.dataset}_{cfg.profile}_{cfg.key}.json"
+
+    def get(self, cfg: RunConfig) -> dict | None:
+        """The stored record for cfg, or None if absent or corrupt (corrupt ones are moved aside)."""
+        path = self.path(cfg)
+        if not path.exists():
+            return None
+        try:
+            return self._read(path, cfg.key)
+        except CorruptRecord as err:
+            bad = path.with_suffix(".json.corrupt")
+            os.replace(path, bad)
+            warnings.warn(f"corrupt run record {path.name}: {err}; moved to {bad.name}, recomputing",
+                          stacklevel=2)
+            return None
+
+    def _read(self, path: Path, key: str | None = None) -> dict:
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CorruptRecord(f"not valid JSON ({err.__class__.__name__})") from None
+        if not isinstance(record, dict):
+            raise CorruptRecord("not a JSON object")
+        missing = [f for f in REQUIRED if f not in record]
+        if missing:
+            raise CorruptRecord(f"missing field(s) {missing}")
+        if key is not None and record["key"] != key:
+            raise CorruptRecord(f"holds key {record['key']}, expected {key}")
+        if record["checksum"] != _checksum(record):
+            raise CorruptRecord("checksum mismatch (edited or half-written)")
+        return record
+
+    def put(self, record: dict) -> Path:
+        cfg = RunConfig.from_dict(record["config"])
+        record = {**record, "key": cfg.key, "schema": SCHEMA}
+        record["checksum"] = _checksum(record)
+        path = self.path(cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, indent=1, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def records(self, method: str | None = None):
+        """Every valid record in the store (corrupt ones are skipped with a warning)."""
+        base = self.root / method if method else self.root
+        for path in sorted(base.rglob("*.json")):
+            try:
+                yield self._read(path)
+            except CorruptRecord as err:
+                warnings.warn(f"skipping corrupt run record {path.name}: {err}", stacklevel=2)
+
+    # -- trained weights (git-ignored cache) -------------------------------------
+    def weights_path(self, cfg: RunConfig) -> Path:
+        return cache_dir() / "weights" / cfg.method / f"{cfg.label}-{cfg.key}.pt"

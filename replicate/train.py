@@ -1,0 +1,215 @@
+"""One small training loop for every method.
+
+Methods plug in at three places (see DESIGN.md): they may replace modules
+before training, pass callbacks that run around the optimizer step and at the
+end of each epoch, and pass masks that are re-applied after every step.
+
+Data live in memory as tensors; a batch is a slice of a seeded permutation,
+which is faster than a per-sample DataLoader at this size and makes the data
+order a pure function of (seed, epoch).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError
+
+
+class Divergence(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"training loss became {loss} in epoch {epoch}")
+        self.epoch = epoch      # 1-based epoch in which it happened
+        self.loss = loss
+        self.history = []       # the epochs completed before it
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads explicitly (REPLICATE_THREADS, default all cores)."""
+    n = n or int(os.environ.get("REPLICATE_THREADS", "0")) or (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def default_device() -> torch.device:
+    want = os.environ.get("REPLICATE_DEVICE")
+    if want:
+        return torch.device(want)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def progress_enabled() -> bool:
+    """Progress bars in interactive use only; REPLICATE_PROGRESS=0 silences them
+    (the Makefile and the tests set it, so papermill outputs stay clean)."""
+    flag = os.environ.get("REPLICATE_PROGRESS")
+    if flag is not None:
+        return flag not in ("0", "false", "no", "")
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+@dataclass
+class State:
+    """What callbacks see. They may read anything and change the model, the
+    optimizer or the masks; `stop` ends training after the current epoch."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    masks: dict = field(default_factory=dict)   # parameter -> 0/1 tensor of the same shape
+    epoch: int = 0
+    step: int = 0                               # optimizer steps done so far
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    loss: torch.Tensor | None = None            # loss of the current batch
+    history: list = field(default_factory=list)
+    stop: bool = False
+
+
+class Callback:
+    """Override any of these; the loop only calls the ones a callback defines."""
+
+    def on_train_begin(self, state: State): ...
+    def before_step(self, state: State): ...   # after backward, before optimizer.step
+    def after_step(self, state: State): ...    # after optimizer.step and mask application
+    def on_epoch_end(self, state: State): ...  # after evaluation; state.history[-1] is this epoch
+
+
+def make_optimizer(params, optimizer: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    if not lr > 0:
+        raise ConfigError(f"learning rate must be positive, got lr={lr}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {optimizer!r}; valid: sgd, adam")
+
+
+def lr_at(epoch: int, base: float, schedule: str, epochs: int, milestones=()) -> float:
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return 0.5 * base * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+    if schedule == "step":
+        return base * 0.1 ** sum(epoch >= m for m in milestones)
+    raise ConfigError(f"unknown lr_schedule {schedule!r}; valid: constant, cosine, step")
+
+
+@torch.no_grad()
+def apply_masks(masks: dict) -> None:
+    for p, m in masks.items():
+        p.mul_(m)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 2000) -> dict:
+    """Loss and accuracy over a whole split, in large chunks (no shuffling)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        out = model(xb)
+        loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return {"loss": loss_sum / n, "acc": correct / n}
+
+
+def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd",
+        lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+        lr_schedule: str = "constant", lr_milestones=(), seed: int = 0,
+        callbacks=(), masks: dict | None = None, optimizer_obj=None,
+        params=None, desc: str = "train", progress: bool | None = None) -> list:
+    """Train `model` on `data` (a replicate.data.Dataset) and return per-epoch history.
+
+    `params` restricts what the optimizer updates (default: all parameters);
+    `optimizer_obj` passes a ready optimizer instead (e.g. with extra param groups).
+    Raises Divergence when an epoch's training loss is not finite.
+    """
+    device = next(model.parameters()).device
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    xt, yt = data.x_test, data.y_test
+    opt = optimizer_obj or make_optimizer(
+        params if params is not None else model.parameters(), optimizer, lr, momentum, weight_decay)
+    masks = masks if masks is not None else {}
+    n = len(x)
+    steps_per_epoch = math.ceil(n / batch_size)
+    state = State(model=model, optimizer=opt, masks=masks, steps_per_epoch=steps_per_epoch,
+                  total_steps=steps_per_epoch * epochs)
+    # Pre-bind only the hooks callbacks actually define: the loop stays as cheap as a bare one.
+    hooks = {name: [getattr(cb, name) for cb in callbacks
+                    if getattr(type(cb), name, None) is not getattr(Callback, name)]
+             for name in ("on_train_begin", "before_step", "after_step", "on_epoch_end")}
+    for h in hooks["on_train_begin"]:
+        h(state)
+    if masks:
+        apply_masks(masks)
+    gen = torch.Generator().manual_seed(seed)
+    show = progress_enabled() if progress is None else progress
+    bar = None
+    if show and epochs > 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, desc=desc, leave=False)
+    model.train()
+    for epoch in range(epochs):
+        state.epoch = epoch
+        for g in opt.param_groups:
+            g["lr"] = lr_at(epoch, g.get("initial_lr", g.setdefault("initial_lr", g["lr"])),
+                            lr_schedule, epochs, lr_milestones)
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = x[idx], y[idx]
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            state.loss = loss
+            for h in hooks["before_step"]:
+                h(state)
+            opt.step()
+            if masks:
+                apply_masks(masks)
+            state.step += 1
+            for h in hooks["after_step"]:
+                h(state)
+            loss_sum += loss.detach() * len(idx)
+        train_loss = loss_sum.item() / n
+        train_time = time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            if bar:
+                bar.close()
+            err = Divergence(epoch + 1, train_loss)
+            err.history = state.history
+            raise err
+        test = evaluate(model, xt, yt)
+        state.history.append({"epoch": epoch + 1, "train_loss": train_loss,
+                              "test_loss": test["loss"], "test_acc": test["acc"],
+                              "lr": opt.param_groups[0]["lr"], "epoch_time_s": train_time})
+        for h in hooks["on_epoch_end"]:
+            h(state)
+        if bar:
+            bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{test['acc']:.4f}")
+            bar.update(1)
+        if state.stop:
+            break
+    if bar:
+        bar.close()
+    return state.history
