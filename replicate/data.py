@@ -10,8 +10,8 @@ Every loader returns a :class:`Dataset` holding four tensors:
 Supported names (``DATASETS``):
 
 ``mnist``
-    Real MNIST (60,000 / 10,000). There is no offline copy on this kind of
-    machine, so it needs an explicit root, ``$REPLICATE_DATA/mnist/`` or a
+    Real MNIST (60,000 / 10,000). There is no offline source for it, so it
+    needs an explicit root, ``$REPLICATE_DATA/mnist/`` or a
     torchvision download.
 ``fashion_mnist``
     Fashion-MNIST (60,000 / 10,000). Offline source: the Debian package

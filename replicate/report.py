@@ -4,8 +4,8 @@ Every notebook builds its table with `row(...)` + `table(...)`: the metric,
 the paper's value with its source (or "not published"), ours as mean +- std
 over seeds, the difference, and the dataset and profile of our runs. Tables
 are written in long form to results/tables/<paper>/<notebook>.csv (+ .md);
-claims to results/claims/<paper>.csv. Smoke-profile outputs go under
-build/smoke/ so that quick checks never overwrite committed results.
+claims to results/claims/<paper>.csv. Outputs of profiles other than `cpu`
+go under build/<profile>/ so that they never overwrite the committed results.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
 
 
 def output_root(profile: str) -> Path:
+    """Committed results are the cpu profile's; other profiles write under build/<profile>/."""
     root = repo_root()
-    return root / "build" / "smoke" if profile == "smoke" else root
+    return root if profile == "cpu" else root / "build" / profile
 
 
 def values(records, fn) -> tuple:
@@ -135,3 +136,35 @@ def mean_std(records, fn):
     if not vals:
         return math.nan, math.nan
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
+# -- README headline table -----------------------------------------------------
+
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def headline_table() -> str:
+    """A compact Markdown table from the committed baseline results (cpu profile)."""
+    path = repo_root() / "results" / "tables" / "baselines" / "01_dense_and_magnitude.csv"
+    if not path.exists():
+        return "_No results yet: run `make reproduce-all`._"
+    df = pd.read_csv(path)
+    keep = df[df.metric.isin(["test_error_pct", "error_change_pct_points"])]
+    lines = ["| model | dataset (profile) | experiment | metric | ours (mean ± std, n) | paper (MNIST) |",
+             "|---|---|---|---|---|---|"]
+    for r in keep.itertuples():
+        paper = "—" if pd.isna(r.paper) else f"{r.paper:g} ({r.paper_source})"
+        lines.append(f"| {r.model} | {r.dataset} ({r.profile}) | {r.experiment} | {r.metric} | "
+                     f"{r.ours_mean:.2f} ± {r.ours_std:.2f} (n={r.n_seeds}) | {paper} |")
+    return "\n".join(lines)
+
+
+def update_readme() -> bool:
+    """Replace the README's headline block with the table built from results/. True if changed."""
+    readme = repo_root() / "README.md"
+    text = readme.read_text()
+    start, end = text.index(HEADLINE_START) + len(HEADLINE_START), text.index(HEADLINE_END)
+    new = text[:start] + "\n" + headline_table() + "\n" + text[end:]
+    if new != text:
+        readme.write_text(new)
+    return new != text

@@ -1,0 +1,73 @@
+"""`make bench`: speed of replicate's training loop against a bare PyTorch loop.
+
+Both loops train dense LeNet-300-100 on Fashion-MNIST (MNIST-5k when
+Fashion-MNIST is not installed) with the same batch size, optimizer, thread
+count, data order and per-epoch test evaluation, alternating in one process,
+so the ratio is meaningful on a shared machine even when absolute times are not.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import data, models, train
+
+
+def bare_epoch(model, opt, x, y, xt, yt, batch_size, gen):
+    order = torch.randperm(len(x), generator=gen)
+    model.train()
+    for i in range(0, len(x), batch_size):
+        idx = order[i:i + batch_size]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(xt), 2000):
+            model(xt[i:i + 2000]).argmax(1)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per loop")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    threads = train.set_threads(a.threads)
+    try:
+        ds = data.load("fashion_mnist")
+    except data.DataNotFound:
+        ds = data.load("mnist5k")
+    print(f"dense LeNet-300-100 on {ds.name} ({len(ds.x_train)} training images), batch {a.batch_size}, "
+          f"SGD lr 0.01 momentum 0.9, torch {torch.__version__}, {threads} thread(s)")
+    times = {"replicate": [], "bare": []}
+    for rep in range(a.epochs):
+        for name in ("bare", "replicate"):
+            torch.manual_seed(rep)
+            m = models.build("lenet300-100", ds.x_train.shape[1:], 10)
+            if name == "bare":
+                opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+                gen = torch.Generator().manual_seed(rep)
+                t = time.perf_counter()
+                bare_epoch(m, opt, ds.x_train, ds.y_train, ds.x_test, ds.y_test, a.batch_size, gen)
+                times[name].append(time.perf_counter() - t)
+            else:
+                t = time.perf_counter()
+                train.fit(m, ds, epochs=1, batch_size=a.batch_size, lr=0.01, momentum=0.9,
+                          seed=rep, progress=False)
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k in ("bare", "replicate"):
+        print(f"  {k:9} epoch {med[k]:.3f} s (median of {len(times[k])}), "
+              f"{len(ds.x_train) / med[k]:,.0f} samples/s")
+    print(f"  ratio replicate / bare: {med['replicate'] / med['bare']:.3f} (goal <= 1.10)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Shared fixtures: every test gets its own run store and weight cache, one
+thread, no progress bars and no profile/fresh settings from the environment."""
+import pytest
+import torch
+
+from replicate import data
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLICATE_STORE", str(tmp_path / "runs"))
+    monkeypatch.setenv("REPLICATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REPLICATE_PROGRESS", "0")
+    monkeypatch.setenv("REPLICATE_THREADS", "1")
+    monkeypatch.delenv("REPLICATE_PROFILE", raising=False)
+    monkeypatch.delenv("REPLICATE_FRESH", raising=False)
+    torch.set_num_threads(1)
+    yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """500 training / 200 test images of the real MNIST-5k sample."""
+    return data.subset(data.load("mnist5k"), 500, 200, seed=0)

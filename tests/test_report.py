@@ -1,0 +1,54 @@
+import math
+
+import pandas as pd
+import pytest
+
+from replicate import references, report
+
+
+def rec(acc, seed=0, status="ok"):
+    return {"status": status, "config": {"seed": seed}, "metrics": {"test_acc": acc} if status == "ok" else {}}
+
+
+def test_row_mean_std_and_difference_only_when_comparable():
+    paper = references.lookup("han2015", "lenet300-100", "dense", "test_error_pct")
+    assert paper["value"] == 1.64 and paper["verified"]
+    recs = [rec(0.9), rec(0.8, 1), rec(None, 2, "failed")]
+    r = report.row("dense", "lenet300-100", "fashion_mnist", "cpu", "acc", recs,
+                   lambda x: x["metrics"]["test_acc"], paper)
+    assert math.isclose(r["ours_mean"], 0.85) and math.isclose(r["ours_std"], 0.0707106, rel_tol=1e-5)
+    assert r["n_seeds"] == 2 and r["n_failed"] == 1
+    assert math.isnan(r["diff"])  # paper on MNIST, ours on Fashion-MNIST
+    assert "paper on mnist, ours on fashion_mnist" in r["note"]
+    same = report.row("dense", "lenet300-100", "mnist", "paper", "err", [rec(1.5)],
+                      lambda x: x["metrics"]["test_acc"], paper)
+    assert math.isclose(same["diff"], 1.5 - 1.64)
+
+
+def test_written_table_has_the_standard_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    df = report.table([report.row("e", "m", "d", "cpu", "x", [rec(1.0)], lambda r: r["metrics"]["test_acc"])])
+    path = report.write_table(df, "demo", "nb", "cpu")
+    got = pd.read_csv(path)
+    for col in ("experiment", "model", "dataset", "profile", "metric", "paper", "paper_source",
+                "ours_mean", "ours_std", "n_seeds"):
+        assert col in got.columns
+    assert got.paper_source[0] == "not published"
+    assert (tmp_path / "results/tables/demo/nb.md").exists()
+    smoke = report.write_table(df, "demo", "nb", "smoke")
+    assert "build/smoke" in str(smoke)
+
+
+def test_claims_need_a_known_verdict(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    ok = {"claim_id": "c1", "claim": "x", "source": "s", "verdict": "supported", "evidence": "e", "notebook": "n"}
+    report.write_claims("demo", [ok], "cpu")
+    assert list(pd.read_csv(tmp_path / "results/claims/demo.csv").columns) == report.CLAIM_COLUMNS
+    with pytest.raises(ValueError, match="valid: supported, contradicted, inconclusive, not testable here"):
+        report.write_claims("demo", [{**ok, "verdict": "probably"}], "cpu")
+
+
+def test_every_reference_has_a_source_and_a_verified_flag():
+    for paper in references.available():
+        df = references.load(paper)
+        assert df.source.notna().all() and df.verified.isin([True, False]).all()

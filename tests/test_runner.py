@@ -1,0 +1,169 @@
+"""Reliability of runs and of the store: determinism, interruption, corruption, divergence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import replicate
+from replicate import runner, train
+from replicate.config import RunConfig
+from replicate.store import Store
+
+SMALL = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200, epochs=2)
+
+
+def test_same_configuration_twice_gives_identical_metrics(tmp_path):
+    cfg = RunConfig(**SMALL)
+    a = replicate.run(cfg)
+    b = replicate.run(cfg, fresh=True, store=Store(tmp_path / "other"))
+    assert a["status"] == b["status"] == "ok"
+    assert a["metrics"]["test_acc"] == b["metrics"]["test_acc"]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["key"] == b["key"]
+
+
+def test_record_holds_configuration_curves_metrics_and_provenance():
+    rec = replicate.run(RunConfig(**SMALL))
+    assert rec["config"]["dataset"] == "mnist5k" and len(rec["history"]) == 2
+    for k in ("test_acc", "compression", "nonzero", "dense_macs", "layers"):
+        assert k in rec["metrics"]
+    for k in ("replicate_version", "git_commit", "torch_version", "device", "threads",
+              "wall_time_s", "start_time", "end_time"):
+        assert k in rec["provenance"]
+    assert rec["provenance"]["threads"] == 1
+
+
+def test_stored_run_is_not_rerun(monkeypatch):
+    cfg = RunConfig(**SMALL)
+    first = replicate.run(cfg)
+
+    def boom(*a, **k):
+        raise AssertionError("should have been read from the store")
+    monkeypatch.setattr(train, "fit", boom)
+    assert replicate.run(cfg) == first
+
+
+def test_dependent_run_is_resolved_lazily(monkeypatch):
+    parent = RunConfig(**SMALL)
+    child = parent.replace(method="magnitude", parent=parent, epochs=1,
+                           args={"schedule": "oneshot", "compression": 4})
+    rec = replicate.run(child)
+    assert rec["status"] == "ok"
+    assert Store.for_profile("cpu").get(parent) is not None  # the parent was run and stored too
+    # Without the weight cache, a stored child is still served without touching its parent.
+    import shutil
+    shutil.rmtree(os.environ["REPLICATE_CACHE"])
+    monkeypatch.setattr(train, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    assert replicate.run(child)["metrics"] == rec["metrics"]
+
+
+def test_missing_weights_are_recovered_by_rerunning_the_parent():
+    parent = RunConfig(**SMALL)
+    replicate.run(parent)
+    import shutil
+    shutil.rmtree(os.environ["REPLICATE_CACHE"])
+    child = parent.replace(method="magnitude", parent=parent, epochs=1,
+                           args={"schedule": "oneshot", "compression": 4})
+    assert replicate.run(child)["status"] == "ok"
+
+
+def test_corrupt_record_is_reported_and_recomputed():
+    cfg = RunConfig(**SMALL)
+    rec = replicate.run(cfg)
+    path = Store.for_profile("cpu").path(cfg)
+    # A half-written file ...
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    with pytest.warns(UserWarning, match="corrupt run record"):
+        again = replicate.run(cfg)
+    assert again["metrics"]["test_acc"] == rec["metrics"]["test_acc"]
+    assert path.with_suffix(".json.corrupt").exists()
+    # ... and an edited one (valid JSON, wrong checksum).
+    doc = json.loads(path.read_text())
+    doc["metrics"]["test_acc"] = 0.999
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="checksum mismatch"):
+        third = replicate.run(cfg)
+    assert third["metrics"]["test_acc"] == rec["metrics"]["test_acc"]
+
+
+def test_record_under_wrong_key_is_rejected():
+    a, b = RunConfig(**SMALL), RunConfig(**{**SMALL, "epochs": 1})
+    replicate.run(a)
+    store = Store.for_profile("cpu")
+    store.path(b).parent.mkdir(parents=True, exist_ok=True)
+    store.path(b).write_text(store.path(a).read_text())
+    with pytest.warns(UserWarning, match="expected"):
+        assert store.get(b) is None
+
+
+def test_interrupted_run_leaves_no_record(tmp_path):
+    """A run killed with SIGKILL in the middle of training leaves nothing; re-running completes it."""
+    cfg = RunConfig(**{**SMALL, "epochs": 400})
+    script = textwrap.dedent(f"""
+        import sys, replicate
+        from replicate import train
+        from replicate.config import RunConfig
+        real_fit = train.fit
+        def fit(*a, **k):
+            print("training", flush=True)
+            return real_fit(*a, **k)
+        train.fit = fit
+        replicate.run(RunConfig.from_dict({cfg.to_dict()!r}))
+        print("finished", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    assert proc.stdout.readline().strip() == "training"
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = Store.for_profile("cpu")
+    assert not store.path(cfg).exists()
+    assert not list(store.root.rglob("*.json")), "an interrupted run left a file behind"
+    short = RunConfig(**{**SMALL, "epochs": 1})
+    assert replicate.run(short)["status"] == "ok"
+    assert store.path(short).exists()
+
+
+def test_nan_loss_is_recorded_as_failed_with_its_epoch():
+    cfg = RunConfig(**{**SMALL, "epochs": 3, "lr": 1e6})
+    with pytest.warns(UserWarning, match="diverged"):
+        rec = replicate.run(cfg)
+    assert rec["status"] == "failed"
+    assert rec["failed_epoch"] == 1
+    assert "training loss became" in rec["error"]
+    # Stored: asking again does not retrain, and the report excludes it visibly.
+    assert replicate.run(cfg)["status"] == "failed"
+    from replicate import report
+    row = report.row("x", "lenet300-100", "mnist5k", "cpu", "acc", [rec, replicate.run(RunConfig(**SMALL))],
+                     lambda r: r["metrics"]["test_acc"])
+    assert row["n_seeds"] == 1 and row["n_failed"] == 1 and "1 failed run(s) excluded" in row["note"]
+
+
+def test_fresh_environment_reruns_records_from_before_this_process(monkeypatch):
+    cfg = RunConfig(**SMALL)
+    rec = replicate.run(cfg)
+    monkeypatch.setattr(runner, "_PROCESS_START", "9999")  # everything stored is "older"
+    monkeypatch.setenv("REPLICATE_FRESH", "1")
+    calls = []
+    real = train.fit
+    monkeypatch.setattr(train, "fit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = replicate.run(cfg)
+    assert calls and again["metrics"]["test_acc"] == rec["metrics"]["test_acc"]
+
+
+def test_masks_keep_pruned_weights_at_zero(tiny):
+    model = replicate.models.build("lenet300-100") if hasattr(replicate, "models") else None
+    from replicate import models
+    model = models.build("lenet300-100")
+    mask = (torch.rand_like(model.fc1.weight) > 0.5).float()
+    train.fit(model, tiny, epochs=1, masks={model.fc1.weight: mask}, progress=False)
+    assert torch.all(model.fc1.weight[mask == 0] == 0)
+    assert (model.fc1.weight[mask == 1] != 0).float().mean() > 0.99
