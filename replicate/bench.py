@@ -1,4 +1,5 @@
-"""`make bench`: speed of replicate's training loop against a bare PyTorch loop.
+"""`make bench`: speed of replicate's training loop against a bare PyTorch loop,
+and the training-step cost of each method relative to dense training.
 
 Both loops train dense LeNet-300-100 on Fashion-MNIST (MNIST-5k when
 Fashion-MNIST is not installed) with the same batch size, optimizer, thread
@@ -30,6 +31,33 @@ def bare_epoch(model, opt, x, y, xt, yt, batch_size, gen):
     with torch.no_grad():
         for i in range(0, len(xt), 2000):
             model(xt[i:i + 2000]).argmax(1)
+
+
+def step_ratio(model_name: str, make, ds, steps: int = 60, reps: int = 5, batch_size: int = 64) -> dict:
+    """Median time of `steps` training steps of a method's model against the dense
+    model, interleaved in one process. `make(model)` returns (model, penalty, callbacks)."""
+    x, y = ds.x_train[: steps * batch_size], ds.y_train[: steps * batch_size]
+    sub = data.Dataset(ds.name, x, y, ds.x_test[:1], ds.y_test[:1], ds.num_classes, ds.source)
+    times = {"dense": [], "method": []}
+    for rep in range(reps):
+        for kind in ("dense", "method"):
+            torch.manual_seed(rep)
+            m = models.build(model_name, ds.x_train.shape[1:], ds.num_classes)
+            pen, cbs = None, []
+            if kind == "method":
+                m, pen, cbs = make(m)
+            t = time.perf_counter()
+            train.fit(m, sub, epochs=1, batch_size=batch_size, penalty=pen, callbacks=cbs, progress=False)
+            times[kind].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) / steps for k, v in times.items()}
+    return {"dense_ms": 1e3 * med["dense"], "method_ms": 1e3 * med["method"], "ratio": med["method"] / med["dense"]}
+
+
+def _dst(m):
+    from .methods import dst
+
+    m = dst.to_masked(m)
+    return m, dst.penalty_fn(m, "exp", 5e-4), [dst.SparsityLog()]
 
 
 def main(argv=None) -> int:
@@ -66,6 +94,11 @@ def main(argv=None) -> int:
         print(f"  {k:9} epoch {med[k]:.3f} s (median of {len(times[k])}), "
               f"{len(ds.x_train) / med[k]:,.0f} samples/s")
     print(f"  ratio replicate / bare: {med['replicate'] / med['bare']:.3f} (goal <= 1.10)")
+    print("training step time of each method relative to dense training (batch 64, same loop, interleaved):")
+    for name, steps in (("lenet300-100", 100), ("lenet5-caffe", 30)):
+        r = step_ratio(name, _dst, ds, steps=steps)
+        print(f"  DST          {name:13} {r['method_ms']:7.2f} ms vs dense {r['dense_ms']:7.2f} ms: "
+              f"ratio {r['ratio']:.2f} (goal <= 1.5)")
     return 0
 
 

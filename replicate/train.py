@@ -135,11 +135,12 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
         lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
         lr_schedule: str = "constant", lr_milestones=(), seed: int = 0,
         callbacks=(), masks: dict | None = None, optimizer_obj=None,
-        params=None, desc: str = "train", progress: bool | None = None) -> list:
+        params=None, penalty=None, desc: str = "train", progress: bool | None = None) -> list:
     """Train `model` on `data` (a replicate.data.Dataset) and return per-epoch history.
 
     `params` restricts what the optimizer updates (default: all parameters);
-    `optimizer_obj` passes a ready optimizer instead (e.g. with extra param groups).
+    `optimizer_obj` passes a ready optimizer instead (e.g. with extra param groups);
+    `penalty()` returns a scalar added to every batch's loss (a method's regularizer).
     Raises Divergence when an epoch's training loss is not finite.
     """
     device = next(model.parameters()).device
@@ -179,6 +180,8 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
             idx = order[i:i + batch_size]
             xb, yb = x[idx], y[idx]
             loss = F.cross_entropy(model(xb), yb)
+            if penalty is not None:
+                loss = loss + penalty()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             state.loss = loss

@@ -1,0 +1,362 @@
+"""Dynamic Sparse Training (Liu, Xu, Shi, Cheung & So, ICLR 2020).
+
+Every Linear / Conv2d layer gets trainable thresholds t (by default one per
+output neuron or filter, initialised to 0, so training starts dense). The
+layer computes Q = |W| - t (t broadcast over each row), the mask M = step(Q),
+and uses W * M in place of W (eq. 1-2). The step has no useful gradient, so
+its backward uses an estimator H; the paper's "long-tailed" one (eq. 3) is
+
+    H(x) = 2 - 4|x|  for |x| <= 0.4,   0.4  for 0.4 < |x| <= 1,   0 beyond.
+
+With it, autograd gives exactly the paper's gradients: a performance term
+dL/d(WM) * M and a structure term dL/d(WM) * W * H(Q) * sign(W) for the
+weights (so masked weights keep learning and can come back), and
+-sum_j dL/d(WM)_ij * W_ij * H(Q_ij) for the thresholds. The objective adds
+alpha * sum over layers and thresholds of exp(-t) (eq. 5), which pushes
+thresholds up against the task loss: alpha is the only sparsity knob.
+
+Reset rule (official code, CR appendix A.1; not in the submission's text):
+when a layer keeps <= 1 % of its weights, its thresholds are set back to 0.
+The official code checks this on every forward, in training and evaluation.
+
+Each departure point is a named option, with the paper's (or, where the paper
+is silent, the official code's) choice as default:
+  estimator    long_tailed (eq. 3) | ste (1 on |x| <= 1) | triangle (2-4|x| on |x| <= 0.4 only)
+  granularity  neuron (the paper) | layer (one scalar) | weight (one threshold per weight)
+  regularizer  exp: exp(-t) (eq. 5) | linear: -t | inverse: 1/(t+eps) | neglog: -log(t+eps)
+               | softplus: softplus(-t) | exp_layer_mean: per-layer mean of exp(-t)
+  reset        train_and_eval (code) | train (only while training) | off
+  step_at_zero 0: S(0) = 0, the code's strict '>' | 1: S(0) = 1, the paper's Fig. 2(a)
+Biases are never masked and do not count in remaining ratios.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError, RunConfig, check_choice
+from ..train import Callback
+from . import Method, Result, register
+
+ESTIMATORS = ("long_tailed", "ste", "triangle")
+GRANULARITIES = ("neuron", "layer", "weight")
+REGULARIZERS = ("exp", "linear", "inverse", "neglog", "softplus", "exp_layer_mean")
+RESETS = ("train_and_eval", "train", "off")
+EPS = 1e-2  # keeps 1/(t+eps) and -log(t+eps) finite at t = 0 (the initial thresholds)
+
+
+def estimator_grad(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """The backward of the unit step, evaluated at x (written with few passes
+    over memory and no bool-to-float copies: this runs on every weight at every step)."""
+    a = x.abs()
+    if kind == "long_tailed":   # 2-4|x| down to 0.4 at |x| = 0.4, then 0.4 up to |x| = 1
+        return (2 - 4 * a).clamp_min_(0.4).masked_fill_(a > 1, 0.0)
+    if kind == "ste":
+        return torch.ones_like(a).masked_fill_(a > 1, 0.0)
+    if kind == "triangle":
+        return (2 - 4 * a).masked_fill_(a > 0.4, 0.0)
+    raise ConfigError(f"unknown estimator {kind!r}; valid: {', '.join(ESTIMATORS)}")
+
+
+def _step(q: torch.Tensor, at_zero: int) -> torch.Tensor:
+    """The unit step as a bool mask."""
+    return (q > 0) if at_zero == 0 else (q >= 0)
+
+
+class _Step(torch.autograd.Function):
+    """The unit step with the estimator as its backward (reference form, used in tests)."""
+
+    @staticmethod
+    def forward(ctx, x, kind, at_zero):
+        ctx.save_for_backward(x)
+        ctx.kind = kind
+        return _step(x, at_zero).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * estimator_grad(x, ctx.kind), None, None
+
+
+def binary_step(x, kind: str = "long_tailed", at_zero: int = 0):
+    return _Step.apply(x, kind, at_zero)
+
+
+class _MaskedWeight(torch.autograd.Function):
+    """W * step(|W| - t) in one node; also returns the bool mask. Its backward is
+    what autograd derives from the reference form (tests check this), using
+    sign(W) * W = |W| to save passes:
+      dW = g * M + g * H(Q) * |W|,   dt = -sum(g * H(Q) * W) over each row."""
+
+    @staticmethod
+    def forward(ctx, w, t, kind, at_zero):
+        aw = w.abs()
+        q = aw - t
+        m = _step(q, at_zero)
+        ctx.save_for_backward(w, aw, q, m)
+        ctx.kind, ctx.t_shape = kind, t.shape
+        ctx.mark_non_differentiable(m)
+        return torch.where(m, w, 0.0), m
+
+    @staticmethod
+    def backward(ctx, g, _unused):
+        w, aw, q, m = ctx.saved_tensors
+        gh = estimator_grad(q, ctx.kind).mul_(g)
+        grad_w = torch.addcmul(torch.where(m, g, 0.0), gh, aw)
+        grad_t = -(gh.mul_(w)).sum_to_size(ctx.t_shape)
+        return grad_w, grad_t, None, None
+
+
+class _Masked:
+    """Shared logic of the masked Linear and Conv2d layers."""
+
+    def _init_mask(self, granularity, estimator, reset, step_at_zero):
+        check_choice("granularity", granularity, GRANULARITIES)
+        check_choice("estimator", estimator, ESTIMATORS)
+        check_choice("reset", reset, RESETS)
+        shape = {"neuron": (self.weight.shape[0],), "layer": (1,), "weight": tuple(self.weight.shape)}[granularity]
+        self.threshold = nn.Parameter(torch.zeros(shape, device=self.weight.device))
+        self.granularity, self.estimator, self.reset = granularity, estimator, reset
+        self.step_at_zero = step_at_zero
+        self.resets = 0  # how often the reset rule fired
+
+    def _broadcast_threshold(self):
+        t = self.threshold
+        if self.granularity == "neuron":
+            return t.view(-1, *([1] * (self.weight.dim() - 1)))
+        return t if self.granularity == "weight" else t.view(*([1] * self.weight.dim()))
+
+    def _mask_and_weight(self):
+        return _MaskedWeight.apply(self.weight, self._broadcast_threshold(), self.estimator, self.step_at_zero)
+
+    def masked_weight(self):
+        """W * M for the forward pass, applying the reset rule first if it fires."""
+        w, m = self._mask_and_weight()
+        fire = self.reset == "train_and_eval" or (self.reset == "train" and self.training)
+        if fire and float(m.sum()) <= 0.01 * m.numel():
+            with torch.no_grad():
+                self.threshold.zero_()
+            self.resets += 1
+            w, m = self._mask_and_weight()
+        self.last_mask = m
+        return w
+
+    @torch.no_grad()
+    def mask(self) -> torch.Tensor:
+        """The current 0/1 mask, as the next forward pass would use it."""
+        self.masked_weight()
+        return self.last_mask
+
+
+class MaskedLinear(_Masked, nn.Linear):
+    def __init__(self, in_features, out_features, bias=True, *, granularity="neuron",
+                 estimator="long_tailed", reset="train_and_eval", step_at_zero=0):
+        nn.Linear.__init__(self, in_features, out_features, bias)
+        self._init_mask(granularity, estimator, reset, step_at_zero)
+
+    def forward(self, x):
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+class MaskedConv2d(_Masked, nn.Conv2d):
+    def __init__(self, *args, granularity="neuron", estimator="long_tailed", reset="train_and_eval",
+                 step_at_zero=0, **kw):
+        nn.Conv2d.__init__(self, *args, **kw)
+        self._init_mask(granularity, estimator, reset, step_at_zero)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.masked_weight(), self.bias)
+
+
+def masked_layers(model) -> dict:
+    return {n: m for n, m in model.named_modules() if isinstance(m, _Masked)}
+
+
+@torch.no_grad()
+def to_masked(model: nn.Module, **options) -> nn.Module:
+    """Replace every Linear / Conv2d by its masked twin, keeping the weights."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Conv2d) and not isinstance(child, _Masked):
+            new = MaskedConv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
+                               padding=child.padding, dilation=child.dilation, groups=child.groups,
+                               bias=child.bias is not None, **options)
+        elif isinstance(child, nn.Linear) and not isinstance(child, _Masked):
+            new = MaskedLinear(child.in_features, child.out_features, child.bias is not None, **options)
+        else:
+            to_masked(child, **options)
+            continue
+        new.weight.copy_(child.weight)
+        if child.bias is not None:
+            new.bias.copy_(child.bias)
+        setattr(model, name, new.to(child.weight.device))
+    return model
+
+
+@torch.no_grad()
+def to_plain(model: nn.Module) -> nn.Module:
+    """Fold each mask into its weights (W * M) and turn masked layers back into
+    plain Linear / Conv2d, so every metric and the weight cache see a normal model."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, _Masked):
+            was = child.training
+            child.eval()
+            w = child.masked_weight().detach()
+            child.train(was)
+            if isinstance(child, nn.Conv2d):
+                new = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
+                                padding=child.padding, dilation=child.dilation, groups=child.groups,
+                                bias=child.bias is not None)
+            else:
+                new = nn.Linear(child.in_features, child.out_features, child.bias is not None)
+            new.weight.copy_(w)
+            if child.bias is not None:
+                new.bias.copy_(child.bias)
+            setattr(model, name, new.to(w.device))
+        else:
+            to_plain(child)
+    return model
+
+
+def penalty_fn(model, kind: str, alpha: float):
+    """alpha * sum over layers of the regularizer applied to the layer's thresholds."""
+    check_choice("regularizer", kind, REGULARIZERS)
+    thresholds = [m.threshold for m in masked_layers(model).values()]
+
+    def term(t):
+        if kind == "exp":
+            return torch.exp(-t).sum()
+        if kind == "linear":
+            return (-t).sum()
+        if kind in ("inverse", "neglog"):
+            # Singular below -eps: evaluate at max(t, 0) but keep the gradient flowing
+            # (straight-through), so negative thresholds are still pushed up.
+            tc = t + (t.clamp_min(0) - t).detach()
+            return (1 / (tc + EPS)).sum() if kind == "inverse" else (-torch.log(tc + EPS)).sum()
+        if kind == "softplus":
+            return F.softplus(-t).sum()
+        return torch.exp(-t).mean()  # exp_layer_mean
+
+    def penalty():
+        return alpha * sum(term(t) for t in thresholds)
+    return penalty
+
+
+@torch.no_grad()
+def remaining(model) -> dict:
+    """Per-layer fraction of weights kept by the current masks, and the model's (pooled)."""
+    out, kept, total = {}, 0, 0
+    for name, m in masked_layers(model).items():
+        mask = m.last_mask if getattr(m, "last_mask", None) is not None else m.mask()
+        k = int(mask.sum())
+        out[name] = k / mask.numel()
+        kept += k
+        total += mask.numel()
+    out["model"] = kept / max(total, 1)
+    return out
+
+
+@torch.no_grad()
+def threshold_summary(t: torch.Tensor, bins: int = 40) -> dict:
+    """Histogram of a layer's final thresholds (raw values too when there are few)."""
+    v = t.detach().flatten().cpu().double()
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        hi = lo + 1e-12
+    counts = torch.histc(v, bins=bins, min=lo, max=hi)
+    out = {"min": lo, "max": float(v.max()), "mean": float(v.mean()), "n": v.numel(),
+           "hist_edges": torch.linspace(lo, hi, bins + 1).tolist(), "hist_counts": counts.int().tolist()}
+    if v.numel() <= 1000:
+        out["values"] = v.tolist()
+    return out
+
+
+class SparsityLog(Callback):
+    """Per-epoch remaining ratios, reset counts, threshold statistics and mask
+    0 -> 1 transitions (weights that came back); per-step ratios in epoch 1."""
+
+    def __init__(self, per_step_epochs: int = 1):
+        self.per_step_epochs = per_step_epochs
+        self.steps = []
+        self.revived = 0
+        self.prev = None
+
+    def on_train_begin(self, state):
+        self.layers = masked_layers(state.model)
+
+    @torch.no_grad()
+    def after_step(self, state):
+        masks = {n: m.last_mask for n, m in self.layers.items()}  # bool
+        if self.prev is not None:
+            self.revived += sum(int((masks[n] & ~self.prev[n]).sum()) for n in masks)
+        self.prev = masks  # the next forward makes new tensors; no copy needed
+        if state.epoch < self.per_step_epochs:
+            r = {n: int(v.sum()) / v.numel() for n, v in masks.items()}
+            r["step"] = state.step
+            self.steps.append(r)
+
+    @torch.no_grad()
+    def on_epoch_end(self, state):
+        h = state.history[-1]
+        h["remaining"] = remaining(state.model)
+        h["resets"] = {n: m.resets for n, m in self.layers.items()}
+        h["revived_weights"] = self.revived
+        h["threshold_mean"] = {n: float(m.threshold.mean()) for n, m in self.layers.items()}
+
+
+class DST(Method):
+    name = "dst"
+    defaults = {
+        "alpha": 5e-4,               # regularizer strength (MNIST LeNets: README and SUB Fig. 3)
+        "estimator": "long_tailed",  # eq. 3
+        "granularity": "neuron",     # one threshold per output neuron / filter (SUB section 3)
+        "regularizer": "exp",        # eq. 5
+        "reset": "train_and_eval",   # official code: <= 1 % kept -> thresholds to 0, also in eval
+        "step_at_zero": 0,           # official code: strict '>' (the paper's figure has S(0) = 1)
+        "threshold_decay": False,    # CIFAR code applies weight decay to thresholds too
+    }
+
+    def validate(self, cfg: RunConfig) -> None:
+        a = {**self.defaults, **cfg.args}
+        check_choice("estimator", a["estimator"], ESTIMATORS)
+        check_choice("granularity", a["granularity"], GRANULARITIES)
+        check_choice("regularizer", a["regularizer"], REGULARIZERS)
+        check_choice("reset", a["reset"], RESETS)
+        check_choice("step_at_zero", a["step_at_zero"], (0, 1))
+        if not (isinstance(a["alpha"], (int, float)) and a["alpha"] >= 0 and math.isfinite(a["alpha"])):
+            raise ConfigError(f"alpha must be a finite number >= 0, got {a['alpha']!r}")
+
+    def run(self, ctx) -> Result:
+        a = {**self.defaults, **ctx.cfg.args}
+        model = to_masked(ctx.build_model(), granularity=a["granularity"], estimator=a["estimator"],
+                          reset=a["reset"], step_at_zero=a["step_at_zero"])
+        c = ctx.cfg
+        thresholds = [m.threshold for m in masked_layers(model).values()]
+        others = [p for p in model.parameters() if all(p is not t for t in thresholds)]
+        groups = [{"params": others}, {"params": thresholds,
+                                       "weight_decay": c.weight_decay if a["threshold_decay"] else 0.0}]
+        from ..train import make_optimizer
+        opt = make_optimizer(groups, c.optimizer, c.lr, c.momentum, c.weight_decay)
+        log = SparsityLog()
+        history = ctx.fit(model, optimizer_obj=opt, callbacks=[log],
+                          penalty=penalty_fn(model, a["regularizer"], float(a["alpha"])))
+        last = history[-1] if history else {}
+        best = max(history, key=lambda h: h["test_acc"]) if history else {}
+        lowest = min(history, key=lambda h: h["remaining"]["model"]) if history else {}
+        extra = {
+            "final_remaining": last.get("remaining", {}),
+            "best_epoch": best.get("epoch"), "best_epoch_acc": best.get("test_acc"),
+            "best_epoch_remaining": best.get("remaining", {}).get("model"),
+            "lowest_remaining": lowest.get("remaining", {}).get("model"),
+            "acc_at_lowest_remaining": lowest.get("test_acc"),
+            "resets": {n: m.resets for n, m in masked_layers(model).items()},
+            "revived_weights": log.revived,
+            "steps_epoch1": log.steps,
+            "thresholds": {n: threshold_summary(m.threshold) for n, m in masked_layers(model).items()},
+        }
+        return Result(to_plain(model), history, extra)
+
+
+register(DST())

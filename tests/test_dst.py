@@ -1,0 +1,150 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import replicate
+from replicate import metrics
+from replicate.config import ConfigError, RunConfig
+from replicate.methods import dst
+
+
+def paper_H(x: float) -> float:
+    """Eq. 3 of the paper, written out."""
+    a = abs(x)
+    if a <= 0.4:
+        return 2 - 4 * a
+    if a <= 1:
+        return 0.4
+    return 0.0
+
+
+def test_long_tailed_estimator_matches_eq3():
+    xs = torch.linspace(-1.5, 1.5, 301, dtype=torch.float64)
+    got = dst.estimator_grad(xs, "long_tailed")
+    want = torch.tensor([paper_H(float(x)) for x in xs], dtype=torch.float64)
+    assert torch.allclose(got, want)
+    assert torch.allclose(dst.estimator_grad(xs, "ste"), (xs.abs() <= 1).double())
+    tri = torch.tensor([2 - 4 * abs(float(x)) if abs(float(x)) <= 0.4 else 0.0 for x in xs], dtype=torch.float64)
+    assert torch.allclose(dst.estimator_grad(xs, "triangle"), tri)
+
+
+def test_step_backward_uses_the_estimator():
+    x = torch.tensor([-0.9, -0.2, 0.0, 0.3, 0.7, 1.2], requires_grad=True)
+    y = dst.binary_step(x)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1]  # strict '>' as in the official code
+    assert dst.binary_step(x.detach(), at_zero=1).tolist() == [0, 0, 1, 1, 1, 1]
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([paper_H(v) for v in x.tolist()]))
+
+
+@pytest.mark.parametrize("granularity", ["neuron", "layer", "weight"])
+@pytest.mark.parametrize("estimator", ["long_tailed", "ste", "triangle"])
+def test_fused_masked_weight_has_the_reference_gradients(granularity, estimator):
+    torch.manual_seed(0)
+    layer = dst.MaskedLinear(7, 5, granularity=granularity, estimator=estimator, reset="off").double()
+    with torch.no_grad():
+        layer.weight.mul_(3)
+        layer.threshold.uniform_(-0.2, 0.6)
+    g = torch.randn(5, 7, dtype=torch.float64)
+    (layer.masked_weight() * g).sum().backward()
+    w = layer.weight.detach().clone().requires_grad_(True)
+    t = layer.threshold.detach().clone().requires_grad_(True)
+    ref = w * dst.binary_step(w.abs() - layer._broadcast_threshold().detach() * 0
+                              - (t.view(-1, 1) if granularity == "neuron" else t.view(1, 1) if granularity == "layer" else t),
+                              estimator)
+    (ref * g).sum().backward()
+    assert torch.allclose(layer.weight.grad, w.grad)
+    assert torch.allclose(layer.threshold.grad, t.grad)
+
+
+def test_zero_thresholds_give_the_dense_layer():
+    torch.manual_seed(1)
+    lin, conv = nn.Linear(20, 8), nn.Conv2d(3, 4, 3)
+    ml = dst.to_masked(nn.Sequential(lin, nn.ReLU(), nn.Flatten()))
+    x = torch.randn(5, 20)
+    assert torch.equal(ml(x), torch.relu(lin(x)))
+    mc = dst.to_masked(nn.Sequential(conv))
+    xi = torch.randn(2, 3, 9, 9)
+    assert torch.equal(mc(xi), conv(xi))
+
+
+def test_threshold_shapes_per_granularity():
+    conv = dst.MaskedConv2d(3, 4, 3, granularity="neuron")
+    assert conv.threshold.shape == (4,)
+    assert dst.MaskedConv2d(3, 4, 3, granularity="layer").threshold.shape == (1,)
+    assert dst.MaskedLinear(6, 2, granularity="weight").threshold.shape == (2, 6)
+    with pytest.raises(ConfigError, match="valid: neuron, layer, weight"):
+        dst.MaskedLinear(6, 2, granularity="filter")
+
+
+def test_remaining_counts_masked_weights_only():
+    model = dst.to_masked(nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 4)), reset="off")
+    with torch.no_grad():
+        model[0].weight.copy_(torch.arange(1, 101, dtype=torch.float32).view(10, 10) / 100)
+        model[0].threshold.fill_(0.7)  # keeps |w| > 0.7: 30 of 100
+        model[2].weight.fill_(0.5)
+        model[2].bias.zero_()           # biases are never counted
+    model(torch.zeros(1, 10))
+    r = dst.remaining(model)
+    assert r["0"] == 0.30 and r["2"] == 1.0
+    assert r["model"] == (30 + 40) / 140
+    plain = dst.to_plain(model)
+    s = metrics.summarize(plain, (10,))
+    assert s["nonzero"] == 70 and s["weights"] == 140
+
+
+def test_reset_fires_exactly_at_one_percent():
+    def layer_keeping(k, reset="train_and_eval"):
+        lay = dst.MaskedLinear(100, 10, granularity="layer", reset=reset)
+        with torch.no_grad():
+            lay.weight.copy_(torch.arange(1, 1001, dtype=torch.float32).view(10, 100))
+            lay.threshold.fill_(1000 - k + 0.5)  # keeps exactly k of 1,000 weights
+        return lay
+
+    at = layer_keeping(10)            # 1 %: fires, back to dense
+    at(torch.zeros(1, 100))
+    assert at.resets == 1 and at.threshold.item() == 0 and bool(at.last_mask.all())
+    above = layer_keeping(11)         # 1.1 %: does not fire
+    above(torch.zeros(1, 100))
+    assert above.resets == 0 and int(above.last_mask.sum()) == 11
+    off = layer_keeping(5, reset="off")
+    off(torch.zeros(1, 100))
+    assert off.resets == 0 and int(off.last_mask.sum()) == 5
+    train_only = layer_keeping(5, reset="train").eval()
+    train_only(torch.zeros(1, 100))
+    assert train_only.resets == 0
+    train_only.train()(torch.zeros(1, 100))
+    assert train_only.resets == 1
+
+
+@pytest.mark.parametrize("kind", dst.REGULARIZERS)
+def test_every_regularizer_pushes_thresholds_up(kind):
+    model = dst.to_masked(nn.Sequential(nn.Linear(4, 3)))
+    pen = dst.penalty_fn(model, kind, 1.0)()
+    assert math.isfinite(float(pen.detach()))
+    pen.backward()
+    assert torch.all(model[0].threshold.grad < 0)  # gradient descent raises t
+
+
+def test_bad_dst_arguments():
+    for args, msg in [({"alpha": -1}, "alpha must be a finite number >= 0"),
+                      ({"estimator": "sigmoid"}, "valid: long_tailed, ste, triangle"),
+                      ({"regularizer": "l1"}, "valid: exp, linear, inverse, neglog, softplus, exp_layer_mean"),
+                      ({"reset": "sometimes"}, "valid: train_and_eval, train, off")]:
+        with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
+            RunConfig(method="dst", dataset="mnist5k", args=args).validate()
+
+
+def test_dst_sparsifies_and_stays_accurate_on_real_digits():
+    dense = RunConfig(model="lenet300-100", dataset="mnist5k", train_size=1000, test_size=300, epochs=8, lr=0.05)
+    rec = replicate.run(dense.replace(method="dst", args={"alpha": 2e-3}))
+    m = rec["metrics"]
+    rem = [h["remaining"]["model"] for h in rec["history"]]
+    assert rem[0] < 1.0 and rem[-1] < rem[0]       # sparsity rises
+    acc_dense = replicate.run(dense)["metrics"]["test_acc"]
+    assert acc_dense > 0.8
+    assert m["test_acc"] > acc_dense - 0.05         # and accuracy stays close to dense
+    assert abs(m["remaining"] - m["final_remaining"]["model"]) < 1e-9  # exported model = masked model
+    assert m["compression"] > 1.5
