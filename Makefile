@@ -6,6 +6,7 @@
 #   make reproduce-baselines   one paper's notebooks (one target per folder in notebooks/)
 #   make bench                 replicate's training loop vs a bare PyTorch loop
 # Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  THREADS=N
+#            WORKERS=N (processes for independent runs in reproduce targets; default 2)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,6 +14,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 FRESH ?= 0
 THREADS ?=
+WORKERS ?= 2
 NOTEBOOK_DIRS := $(sort $(notdir $(wildcard notebooks/*)))
 export REPLICATE_PROGRESS := 0
 ifneq ($(THREADS),)
@@ -46,7 +48,7 @@ $(addprefix reproduce-,$(NOTEBOOK_DIRS)): reproduce-%: data
 	@for nb in notebooks/$*/*.ipynb; do \
 	  out="$$nb"; if [ "$(PROFILE)" != cpu ]; then out="build/$(PROFILE)/$$nb"; mkdir -p "$$(dirname $$out)"; fi; \
 	  echo "== $$nb ($(PROFILE) profile) -> $$out"; \
-	  REPLICATE_PROFILE=$(PROFILE) REPLICATE_FRESH=$(FRESH) $(PY) -m papermill "$$nb" "$$out" \
+	  REPLICATE_PROFILE=$(PROFILE) REPLICATE_FRESH=$(FRESH) REPLICATE_WORKERS=$(WORKERS) $(PY) -m papermill "$$nb" "$$out" \
 	    --cwd "$$(dirname $$nb)" -k python3 --no-progress-bar --log-level WARNING || exit 1; \
 	done
 

@@ -3,8 +3,8 @@
 A notebook's derived-settings cell calls `setup(profile)`: it resolves the
 profile (REPLICATE_PROFILE wins when set, so CI's smoke profile cannot be
 overridden by a parameter cell papermill injected into a committed notebook),
-validates it, fixes the thread count, turns progress bars off unless asked
-for, applies the figure style and prints one line saying what runs.
+validates it, fixes the thread count, applies the figure style and prints one
+line saying what runs.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from .config import check_choice
 def setup(profile: str | None) -> profiles.Profile:
     p = profiles.get(profile)
     threads = train.set_threads()
-    os.environ.setdefault("REPLICATE_PROGRESS", "0")
     report.style()
     print(f"profile: {p.name} ({p.description}); torch threads: {threads}; "
           f"device: {train.default_device()}")
@@ -37,19 +36,45 @@ def check_subset(what: str, values, valid) -> list:
     return list(values)
 
 
-def run_all(cfgs, label: str) -> list:
-    """Run (or fetch from the store) each configuration; print one summary line."""
-    from .runner import fresh_requested, run
+def _run_in_worker(cfg_dict: dict) -> str:
+    """Worker entry point: one thread per process, so two workers fill two cores."""
+    os.environ["REPLICATE_THREADS"] = "1"
+    from .config import RunConfig
+    from .runner import run
+
+    return run(RunConfig.from_dict(cfg_dict))["status"]
+
+
+def workers_default() -> int:
+    """REPLICATE_WORKERS (default 1): processes that run independent configurations at once."""
+    return max(1, int(os.environ.get("REPLICATE_WORKERS", "1")))
+
+
+def run_all(cfgs, label: str, workers: int | None = None) -> list:
+    """Run (or fetch from the store) each configuration; print one summary line.
+
+    With workers > 1, the configurations missing from the store are run in
+    separate processes (one thread each) and then read back from the store.
+    Give only independent configurations (no run whose parent is in the list)."""
+    from .runner import _usable, fresh_requested, run
     from .store import Store
 
     cfgs = list(cfgs)
-    stored = 0
+    fresh = fresh_requested()
+    missing = []
     for c in cfgs:
         c.validate()
-        rec = Store.for_profile(c.profile).get(c)
-        stored += rec is not None and not fresh_requested()
+        if not _usable(Store.for_profile(c.profile).get(c), fresh):
+            missing.append(c)
+    workers = workers or workers_default()
+    if workers > 1 and len(missing) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(_run_in_worker, [c.to_dict() for c in missing]))
     records = [run(c) for c in cfgs]
     failed = sum(r["status"] != "ok" for r in records)
-    print(f"{label}: {len(cfgs)} runs ({stored} read from the store, {len(cfgs) - stored} run now"
+    print(f"{label}: {len(cfgs)} runs ({len(cfgs) - len(missing)} read from the store, {len(missing)} run now"
           + (f", {failed} failed" if failed else "") + ")")
     return records

@@ -99,7 +99,8 @@ def write_table(df: pd.DataFrame, paper: str, notebook: str, profile: str) -> Pa
 
 
 def write_claims(paper: str, claims, profile: str) -> Path:
-    """Write the claims table; each claim needs a verdict from VERDICTS and its evidence."""
+    """Add or update claims in the paper's claims table (keyed by claim_id; several
+    notebooks contribute to one table). Each needs a verdict from VERDICTS and its evidence."""
     df = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
     bad = sorted(set(df.verdict) - set(VERDICTS))
     if bad:
@@ -107,7 +108,10 @@ def write_claims(paper: str, claims, profile: str) -> Path:
     d = output_root(profile) / "results" / "claims"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{paper}.csv"
-    df.to_csv(path, index=False)
+    if path.exists():
+        old = pd.read_csv(path)
+        df = pd.concat([old[~old.claim_id.isin(df.claim_id)], df], ignore_index=True)
+    df.sort_values("claim_id").to_csv(path, index=False)
     return path
 
 

@@ -55,12 +55,16 @@ def default_device() -> torch.device:
 
 
 def progress_enabled() -> bool:
-    """Progress bars in interactive use only; REPLICATE_PROGRESS=0 silences them
-    (the Makefile and the tests set it, so papermill outputs stay clean)."""
+    """Progress bars in interactive use only. A shell on a terminal, or a notebook
+    opened in Jupyter (which sets JPY_SESSION_NAME) or VS Code, shows them; a
+    kernel driven by papermill or nbval sets neither, so stored outputs stay
+    clean. REPLICATE_PROGRESS=0/1 overrides the guess."""
     flag = os.environ.get("REPLICATE_PROGRESS")
     if flag is not None:
         return flag not in ("0", "false", "no", "")
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    if "ipykernel" in sys.modules:
+        return "JPY_SESSION_NAME" in os.environ or "VSCODE_PID" in os.environ
+    return sys.stderr.isatty()
 
 
 @dataclass

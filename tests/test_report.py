@@ -52,3 +52,13 @@ def test_every_reference_has_a_source_and_a_verified_flag():
     for paper in references.available():
         df = references.load(paper)
         assert df.source.notna().all() and df.verified.isin([True, False]).all()
+
+
+def test_claims_from_several_notebooks_are_merged_by_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    base = {"claim": "x", "source": "s", "evidence": "e", "notebook": "n"}
+    report.write_claims("demo", [{**base, "claim_id": "a", "verdict": "supported"}], "cpu")
+    report.write_claims("demo", [{**base, "claim_id": "b", "verdict": "inconclusive"}], "cpu")
+    report.write_claims("demo", [{**base, "claim_id": "a", "verdict": "contradicted"}], "cpu")
+    got = pd.read_csv(tmp_path / "results/claims/demo.csv")
+    assert dict(zip(got.claim_id, got.verdict)) == {"a": "contradicted", "b": "inconclusive"}

@@ -167,3 +167,12 @@ def test_masks_keep_pruned_weights_at_zero(tiny):
     train.fit(model, tiny, epochs=1, masks={model.fc1.weight: mask}, progress=False)
     assert torch.all(model.fc1.weight[mask == 0] == 0)
     assert (model.fc1.weight[mask == 1] != 0).float().mean() > 0.99
+
+
+def test_parallel_workers_write_the_same_records_as_sequential_runs(tmp_path):
+    from replicate import notebook as nb
+    cfgs = [RunConfig(**{**SMALL, "epochs": 1, "seed": s}) for s in range(2)]
+    recs = nb.run_all(cfgs, "parallel", workers=2)
+    assert [r["provenance"]["threads"] for r in recs] == [1, 1]
+    again = [replicate.run(c, fresh=True, store=Store(tmp_path / "seq")) for c in cfgs]
+    assert [r["metrics"]["test_acc"] for r in recs] == [r["metrics"]["test_acc"] for r in again]
