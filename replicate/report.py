@@ -147,20 +147,33 @@ def mean_std(records, fn):
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
+# (title, table file, metrics shown) for the README, in order.
+HEADLINES = [
+    ("Magnitude pruning (paper: Han et al. 2015 on MNIST)", "baselines/01_dense_and_magnitude.csv",
+     ["test_error_pct", "error_change_pct_points"]),
+    ("DST Table 1 (paper: Liu et al. 2020 on MNIST)", "dst/01_table1.csv",
+     ["test_acc_pct (final)", "remaining_pct (final)", "acc_change_vs_dense_pct_points (final)"]),
+]
+
+
 def headline_table() -> str:
-    """A compact Markdown table from the committed baseline results (cpu profile)."""
-    path = repo_root() / "results" / "tables" / "baselines" / "01_dense_and_magnitude.csv"
-    if not path.exists():
-        return "_No results yet: run `make reproduce-all`._"
-    df = pd.read_csv(path)
-    keep = df[df.metric.isin(["test_error_pct", "error_change_pct_points"])]
-    lines = ["| model | dataset (profile) | experiment | metric | ours (mean ± std, n) | paper (MNIST) |",
-             "|---|---|---|---|---|---|"]
-    for r in keep.itertuples():
-        paper = "—" if pd.isna(r.paper) else f"{r.paper:g} ({r.paper_source})"
-        lines.append(f"| {r.model} | {r.dataset} ({r.profile}) | {r.experiment} | {r.metric} | "
-                     f"{r.ours_mean:.2f} ± {r.ours_std:.2f} (n={r.n_seeds}) | {paper} |")
-    return "\n".join(lines)
+    """Compact Markdown tables from the committed results (cpu profile)."""
+    out = []
+    for title, rel, metrics in HEADLINES:
+        path = repo_root() / "results" / "tables" / rel
+        if not path.exists():
+            continue
+        df = pd.read_csv(path)
+        keep = df[df.metric.isin(metrics)]
+        out += [f"**{title}**", "",
+                "| model | dataset (profile) | experiment | metric | ours (mean ± std, n) | paper |",
+                "|---|---|---|---|---|---|"]
+        for r in keep.itertuples():
+            paper = "—" if pd.isna(r.paper) else f"{r.paper:g} ({r.paper_source}, {r.paper_dataset})"
+            out.append(f"| {r.model} | {r.dataset} ({r.profile}) | {r.experiment} | {r.metric} | "
+                       f"{r.ours_mean:.2f} ± {r.ours_std:.2f} (n={r.n_seeds}) | {paper} |")
+        out.append("")
+    return "\n".join(out).strip() or "_No results yet: run `make reproduce-all`._"
 
 
 def update_readme() -> bool:
