@@ -80,7 +80,8 @@ def fmt(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
             "not published" if p is None or (isinstance(p, float) and math.isnan(p))
             else f"{p} ({s}{'' if v else ', unverified'})"
             for p, s, v in zip(df.paper, df.paper_source, df.paper_verified)],
-        "ours (mean ± std)": [f"{num(m)} ± {num(s)}" if n else "no successful run"
+        "ours (mean ± std)": [("undefined (NaN)" if math.isnan(m) else f"{num(m)} ± {num(s)}") if n
+                              else "no successful run"
                               for m, s, n in zip(df.ours_mean, df.ours_std, df.n_seeds)],
         "seeds": df.n_seeds, "diff": [num(d) for d in df["diff"]],
         "dataset / profile": df.dataset + " / " + df.profile, "note": df.note,
