@@ -43,8 +43,7 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
     The difference ours - paper is given only when it means something: same
     dataset, or `comparable=True` for relative quantities (a drop, a ratio)."""
     vals, failed = values(records, fn)
-    mean = float(np.mean(vals)) if vals else math.nan
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else (0.0 if vals else math.nan)
+    mean, std = _mean_std(vals)
     pval = paper.get("value") if paper else None
     pdata = paper.get("dataset") if paper else None
     if comparable is None:
@@ -136,11 +135,16 @@ def savefig(fig, paper: str, name: str, profile: str) -> Path:
     return path
 
 
-def mean_std(records, fn):
-    vals, _ = values(records, fn)
+def _mean_std(vals) -> tuple:
+    """Mean and sample standard deviation (0 for one value, NaN for none)."""
     if not vals:
         return math.nan, math.nan
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
+def mean_std(records, fn):
+    """Mean and std of fn over the successful records."""
+    return _mean_std(values(records, fn)[0])
 
 
 # -- README headline table -----------------------------------------------------

@@ -195,8 +195,3 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
 def _shape_of(cfg: RunConfig):
     ds = load_data(cfg)
     return tuple(ds.x_train.shape[1:]), ds.num_classes
-
-
-def runs(cfgs, **kw) -> list:
-    """Run (or fetch) many configurations, in order."""
-    return [run(c, **kw) for c in cfgs]

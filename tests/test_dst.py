@@ -51,9 +51,8 @@ def test_fused_masked_weight_has_the_reference_gradients(granularity, estimator)
     (layer.masked_weight() * g).sum().backward()
     w = layer.weight.detach().clone().requires_grad_(True)
     t = layer.threshold.detach().clone().requires_grad_(True)
-    ref = w * dst.binary_step(w.abs() - layer._broadcast_threshold().detach() * 0
-                              - (t.view(-1, 1) if granularity == "neuron" else t.view(1, 1) if granularity == "layer" else t),
-                              estimator)
+    t_b = t if granularity == "weight" else t.view(-1, 1)  # (5, 1) per neuron, (1, 1) per layer
+    ref = w * dst.binary_step(w.abs() - t_b, estimator)
     (ref * g).sum().backward()
     assert torch.allclose(layer.weight.grad, w.grad)
     assert torch.allclose(layer.threshold.grad, t.grad)

@@ -160,7 +160,6 @@ def test_fresh_environment_reruns_records_from_before_this_process(monkeypatch):
 
 
 def test_masks_keep_pruned_weights_at_zero(tiny):
-    model = replicate.models.build("lenet300-100") if hasattr(replicate, "models") else None
     from replicate import models
     model = models.build("lenet300-100")
     mask = (torch.rand_like(model.fc1.weight) > 0.5).float()
