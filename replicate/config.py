@@ -17,6 +17,7 @@ from typing import Any, Mapping
 PROFILES = ("smoke", "cpu", "paper")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
+AUGMENTS = ("none", "crop-flip")
 # Bump when training semantics change so old records stop matching.
 CACHE_VERSION = 1
 
@@ -47,7 +48,8 @@ class RunConfig:
     lr_milestones: tuple = ()        # epochs at which "step" divides the lr by 10
     train_size: int | None = None    # seeded subset of the training set (smoke profile)
     test_size: int | None = None
-    normalize: bool = False          # standardise inputs with training-set mean/std
+    normalize: bool | str = False    # True: one training-set mean/std; "channel": per channel
+    augment: str = "none"            # "crop-flip": pad 4, random crop, horizontal flip (CIFAR recipes)
     args: Mapping[str, Any] = field(default_factory=dict)  # method hyper-parameters
     parent: "RunConfig | None" = None  # run whose trained weights this one starts from
     version: int = CACHE_VERSION
@@ -130,6 +132,8 @@ class RunConfig:
         check_choice("profile", self.profile, PROFILES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("augment", self.augment, AUGMENTS)
+        check_choice("normalize", self.normalize, (False, True, "channel"))
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive, got lr={self.lr}")
         if self.epochs < 0:

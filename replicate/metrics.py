@@ -124,3 +124,76 @@ def latency(fn, *, warmup: int = 3, repeats: int = 20) -> dict:
         times.append(time.perf_counter() - t)
     return {"median_s": statistics.median(times), "min_s": min(times),
             "max_s": max(times), "repeats": repeats}
+
+
+@torch.no_grad()
+def activation_stats(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Per Linear/Conv2d layer, over the samples in `x`: how sparse its input is
+    and how many multiply-accumulates remain once zeros are skipped.
+
+    For each layer (in forward order):
+    - `zero_input_frac`: fraction of the layer's input entries that are exactly 0
+      (after a ReLU these are the post-ReLU zeros; for the first layer, zero pixels);
+    - `macs_dense`, `macs_weight_sparse` (non-zero weights only) and
+      `macs_weight_and_activation`: the MACs in which both the weight and the input
+      entry are non-zero, counted exactly (for a convolution, by convolving the
+      0/1 indicator of the input with the 0/1 indicator of the kernel), per sample;
+    - `dead_rows`: output neurons / filters whose weights are all zero (their output
+      is a constant, the bias);
+    - `never_active_inputs`: input units (features or channels) that are zero for every sample.
+    """
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    acc = {n: {"zeros": 0, "entries": 0, "dense": 0.0, "wsparse": 0.0, "both": 0.0, "active": None}
+           for n, _ in layers}
+
+    def hook(name):
+        def fn(m, inp, out):
+            a = inp[0]
+            nz = (a != 0).to(a.dtype)
+            wnz = (m.weight != 0).to(a.dtype)
+            s = acc[name]
+            s["zeros"] += int((a == 0).sum())
+            s["entries"] += a.numel()
+            if isinstance(m, nn.Conv2d):
+                both = nn.functional.conv2d(nz, wnz, None, m.stride, m.padding, m.dilation, m.groups)
+                per_out = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+                positions = out[0, 0].numel()
+                s["dense"] += a.shape[0] * positions * m.out_channels * per_out
+                s["wsparse"] += a.shape[0] * positions * float(wnz.sum())
+                active = nz.sum(dim=(0, 2, 3))
+            else:
+                both = nz.reshape(-1, nz.shape[-1]) @ wnz.t()
+                s["dense"] += a.shape[0] * m.in_features * m.out_features
+                s["wsparse"] += a.shape[0] * float(wnz.sum())
+                active = nz.reshape(-1, nz.shape[-1]).sum(0)
+            s["both"] += float(both.sum())
+            s["active"] = active if s["active"] is None else s["active"] + active
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    was = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size].to(p.device, p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    n = len(x)
+    out = {}
+    for name, m in layers:
+        s = acc[name]
+        rows = m.weight.reshape(m.weight.shape[0], -1)
+        out[name] = {
+            "kind": "conv" if isinstance(m, nn.Conv2d) else "fc",
+            "zero_input_frac": s["zeros"] / max(s["entries"], 1),
+            "macs_dense": s["dense"] / n, "macs_weight_sparse": s["wsparse"] / n,
+            "macs_weight_and_activation": s["both"] / n,
+            "dead_rows": int((rows == 0).all(dim=1).sum()), "rows": rows.shape[0],
+            "never_active_inputs": int((s["active"] == 0).sum()), "inputs": int(s["active"].numel()),
+        }
+    tot = {k: sum(v[k] for v in out.values()) for k in ("macs_dense", "macs_weight_sparse", "macs_weight_and_activation")}
+    out["model"] = tot
+    return out

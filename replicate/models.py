@@ -6,6 +6,17 @@ parameters; LeNet-5-Caffe is Caffe's LeNet: conv 20 (5x5) -> max-pool ->
 conv 50 (5x5) -> max-pool -> fc 800-500 -> ReLU -> fc 10, with no
 non-linearity after the convolutions (as in Caffe's lenet_train_test
 prototxt), 431,080 parameters.
+
+The CIFAR networks follow DST's official code: VGG-16 is the "network
+slimming" variant (13 conv3x3 + BN + ReLU with max-pooling after each block,
+average pooling to 1x1, then 512 -> 512 (BN, ReLU) -> classes), 14.98 M
+parameters for CIFAR-10; its init is the code's dense-VGG init (conv weights
+N(0, sqrt(2 / (k*k*c_out))), linear N(0, 0.01), BN gamma 0.5, beta 0), used
+for dense and DST runs alike. WRN-16-8 is Zagoruyko & Komodakis' wide ResNet
+(pre-activation basic blocks, 1x1 convolution shortcuts, no dropout),
+10.96 M parameters. `vgg-small` is a labelled CPU proxy with the same
+structure as the VGG (three blocks of two conv3x3 + BN + ReLU, 12/24/48
+channels, 43,558 parameters) for 28x28 grey images.
 """
 from __future__ import annotations
 
@@ -45,6 +56,83 @@ class LeNet5Caffe(nn.Module):
         return self.fc2(x)
 
 
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+VGG_SMALL_CFG = (12, 12, "M", 24, 24, "M", 48, 48, "M")
+
+
+class VGG(nn.Module):
+    def __init__(self, cfg, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        layers, c = [], in_channels
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(c, c), nn.BatchNorm1d(c), nn.ReLU(inplace=True),
+                                        nn.Linear(c, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, 0.0, (2.0 / n) ** 0.5)
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.constant_(m.weight, 0.5)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(x.flatten(1))
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+                         if (c_in != c_out or stride != 1) else None)
+
+    def forward(self, x):
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return y + (self.shortcut(o) if self.shortcut is not None else x)
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth: int = 16, widen: int = 8, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
+        n, widths = (depth - 4) // 6, (16, 16 * widen, 32 * widen, 64 * widen)
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        blocks, c = [], widths[0]
+        for g, stride in zip(widths[1:], (1, 2, 2)):
+            for i in range(n):
+                blocks.append(_WideBlock(c, g, stride if i == 0 else 1))
+                c = g
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.blocks(self.conv1(x))))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def _lenet300(shape, classes):
     c, h, w = shape
     return LeNet300100(c * h * w, classes)
@@ -59,6 +147,9 @@ def _lenet5(shape, classes):
 MODELS = {
     "lenet300-100": _lenet300,
     "lenet5-caffe": _lenet5,
+    "vgg16-cifar": lambda shape, classes: VGG(VGG16_CFG, shape[0], classes),
+    "wrn-16-8": lambda shape, classes: WideResNet(16, 8, shape[0], classes),
+    "vgg-small": lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes),
 }
 
 

@@ -43,7 +43,11 @@ def load_data(cfg: RunConfig):
     if cfg.train_size or cfg.test_size:
         ds = data_mod.subset(ds, cfg.train_size, cfg.test_size, seed=0)
     if cfg.normalize:
-        mean, std = ds.x_train.mean(), ds.x_train.std()
+        dims = (0, 2, 3) if cfg.normalize == "channel" else None
+        if dims:
+            mean, std = ds.x_train.mean(dims, keepdim=True)[0], ds.x_train.std(dims, keepdim=True)[0]
+        else:
+            mean, std = ds.x_train.mean(), ds.x_train.std()
         ds = data_mod.Dataset(ds.name, (ds.x_train - mean) / std, ds.y_train,
                               (ds.x_test - mean) / std, ds.y_test, ds.num_classes, ds.source)
     return ds
@@ -77,7 +81,7 @@ class Context:
         kw = dict(epochs=c.epochs if epochs is None else epochs, batch_size=c.batch_size,
                   optimizer=c.optimizer, lr=c.lr, momentum=c.momentum,
                   weight_decay=c.weight_decay, lr_schedule=c.lr_schedule,
-                  lr_milestones=c.lr_milestones, seed=c.seed * 1000 + stream,
+                  lr_milestones=c.lr_milestones, augment=c.augment, seed=c.seed * 1000 + stream,
                   desc=c.label)
         kw.update(overrides)
         return train.fit(model, self.data, **kw)

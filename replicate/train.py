@@ -135,16 +135,33 @@ def evaluate(model, x, y, batch_size: int = 2000) -> dict:
     return {"loss": loss_sum / n, "acc": correct / n}
 
 
+def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop after zero padding, then a random horizontal flip, per image."""
+    n, _, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    cols = torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + ox[:, None]   # (n, w)
+    rows = torch.arange(h, device=x.device) + oy[:, None]                   # (n, h)
+    b = torch.arange(n, device=x.device)[:, None, None]
+    return xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
 def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd",
         lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
         lr_schedule: str = "constant", lr_milestones=(), seed: int = 0,
         callbacks=(), masks: dict | None = None, optimizer_obj=None,
-        params=None, penalty=None, desc: str = "train", progress: bool | None = None) -> list:
+        params=None, penalty=None, desc: str = "train", progress: bool | None = None,
+        augment: str = "none") -> list:
     """Train `model` on `data` (a replicate.data.Dataset) and return per-epoch history.
 
     `params` restricts what the optimizer updates (default: all parameters);
     `optimizer_obj` passes a ready optimizer instead (e.g. with extra param groups);
-    `penalty()` returns a scalar added to every batch's loss (a method's regularizer).
+    `penalty()` returns a scalar added to every batch's loss (a method's regularizer);
+    `augment="crop-flip"` pads each training batch by 4, crops it back at a random
+    offset and flips half of it horizontally (seeded with the data order).
     Raises Divergence when an epoch's training loss is not finite.
     """
     device = next(model.parameters()).device
@@ -183,6 +200,8 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             xb, yb = x[idx], y[idx]
+            if augment != "none":
+                xb = crop_flip(xb, gen)
             loss = F.cross_entropy(model(xb), yb)
             if penalty is not None:
                 loss = loss + penalty()

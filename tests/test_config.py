@@ -83,3 +83,14 @@ def test_environment_profile_wins_and_is_validated(monkeypatch):
     monkeypatch.setenv("REPLICATE_PROFILE", "tiny")
     with pytest.raises(ConfigError, match="valid: smoke, cpu, paper"):
         profiles.resolve(None)
+
+
+def test_augment_and_normalize_are_validated_and_default_keys_unchanged():
+    base = RunConfig()
+    assert RunConfig(augment="none").key == base.key and RunConfig(normalize=False).key == base.key
+    assert RunConfig(augment="crop-flip").key != base.key
+    with pytest.raises(ConfigError, match="unknown augment 'cutout'; valid: none, crop-flip"):
+        RunConfig(augment="cutout").validate()
+    with pytest.raises(ConfigError, match="unknown normalize 'pixel'"):
+        RunConfig(normalize="pixel").validate()
+    RunConfig(normalize="channel").validate()

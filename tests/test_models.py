@@ -24,5 +24,37 @@ def test_lenet5_caffe_has_the_published_size():
 
 
 def test_unknown_model_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown model 'vgg99'; valid: lenet300-100, lenet5-caffe"):
+    with pytest.raises(ConfigError, match="unknown model 'vgg99'; valid: lenet300-100, lenet5-caffe, vgg16-cifar, wrn-16-8, vgg-small"):
         models.build("vgg99")
+
+
+def test_cifar_networks_have_the_sizes_of_the_official_code():
+    vgg = models.build("vgg16-cifar", (3, 32, 32), 10)
+    assert count(vgg) == 14_987_722  # DST brief: about 14.98 M
+    convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in vgg.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 13 and len(linears) == 2
+    # one DST threshold per output channel / neuron: 4,746 in the official VGG
+    assert sum(m.weight.shape[0] for m in convs + linears) == 4_746
+    wrn = models.build("wrn-16-8", (3, 32, 32), 10)
+    assert count(wrn) == 10_961_370  # DST brief: about 10.95 M
+    assert vgg(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert wrn(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg_small_proxy_runs_on_grey_images():
+    m = models.build("vgg-small", (1, 28, 28), 10)
+    assert count(m) == 43_558
+    assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_crop_flip_returns_shifted_or_mirrored_crops_of_the_padded_image():
+    from replicate.train import crop_flip
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    out = crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    again = crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    assert out.shape == x.shape and torch.equal(out, again)
+    xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        crops = [xp[i, :, a:a + 6, b:b + 6] for a in range(5) for b in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
