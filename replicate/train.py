@@ -79,6 +79,10 @@ class State:
     steps_per_epoch: int = 0
     total_steps: int = 0
     loss: torch.Tensor | None = None            # loss of the current batch
+    inputs: torch.Tensor | None = None          # the current batch (after augmentation) ...
+    targets: torch.Tensor | None = None
+    output: torch.Tensor | None = None          # ... and the model's output on it
+    retain_graph: bool = False                  # set by a callback that backpropagates `output` again
     history: list = field(default_factory=list)
     stop: bool = False
 
@@ -202,12 +206,13 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
             xb, yb = x[idx], y[idx]
             if augment != "none":
                 xb = crop_flip(xb, gen)
-            loss = F.cross_entropy(model(xb), yb)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
             if penalty is not None:
                 loss = loss + penalty()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            state.loss = loss
+            loss.backward(retain_graph=state.retain_graph)
+            state.loss, state.inputs, state.targets, state.output = loss, xb, yb, out
             for h in hooks["before_step"]:
                 h(state)
             opt.step()
