@@ -147,3 +147,25 @@ def test_dst_sparsifies_and_stays_accurate_on_real_digits():
     assert m["test_acc"] > acc_dense - 0.05         # and accuracy stays close to dense
     assert abs(m["remaining"] - m["final_remaining"]["model"]) < 1e-9  # exported model = masked model
     assert m["compression"] > 1.5
+
+
+def test_sparsity_log_counts_mask_zero_to_one_transitions():
+    from types import SimpleNamespace
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(dst.MaskedLinear(6, 4, reset="off"))
+    layer = net[0]
+    state = SimpleNamespace(model=net, epoch=0, step=0)
+    log = dst.SparsityLog()
+    log.on_train_begin(state)
+    masks = []
+    for t in (0.3, 0.1, 0.2, 0.0):             # thresholds move down, up, down
+        with torch.no_grad():
+            layer.threshold.fill_(t)
+        layer.masked_weight()
+        masks.append(layer.last_mask.bool())
+        log.after_step(state)
+        state.step += 1
+    want = sum(int((b & ~a).sum()) for a, b in zip(masks, masks[1:]))
+    assert want > 0 and log.revived == want
+    assert [r["step"] for r in log.steps] == [0, 1, 2, 3]
+    assert log.steps[-1]["0"] == 1.0
