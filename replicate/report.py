@@ -75,17 +75,23 @@ def fmt(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
     out = pd.DataFrame({
         "experiment": df.experiment, "model": df.model, "metric": df.metric,
-        "paper (value, source)": [
-            "not published" if p is None or (isinstance(p, float) and math.isnan(p))
-            else f"{p} ({s}{'' if v else ', unverified'})"
-            for p, s, v in zip(df.paper, df.paper_source, df.paper_verified)],
-        "ours (mean ± std)": [("undefined (NaN)" if math.isnan(m) else f"{num(m)} ± {num(s)}") if n
-                              else "no successful run"
+        "paper (value, source)": [_paper_cell(p, s, v) for p, s, v in zip(df.paper, df.paper_source, df.paper_verified)],
+        "ours (mean ± std)": [("undefined (NaN)" if math.isnan(m) else
+                               num(m) if (s is None or (isinstance(s, float) and math.isnan(s))) else f"{num(m)} ± {num(s)}")
+                              if n else "no successful run"
                               for m, s, n in zip(df.ours_mean, df.ours_std, df.n_seeds)],
         "seeds": df.n_seeds, "diff": [num(d) for d in df["diff"]],
         "dataset / profile": df.dataset + " / " + df.profile, "note": df.note,
     })
     return out
+
+
+def _paper_cell(p, source, verified) -> str:
+    """The paper column: the value with its source; a value that exists only in a PDF
+    we could not read (null in references/) says so instead of "not published"."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "not published" if source in (None, "not published") else f"not available offline ({source})"
+    return f"{p} ({source}{'' if verified else ', unverified'})"
 
 
 def write_table(df: pd.DataFrame, paper: str, notebook: str, profile: str) -> Path:

@@ -62,3 +62,17 @@ def test_claims_from_several_notebooks_are_merged_by_id(tmp_path, monkeypatch):
     report.write_claims("demo", [{**base, "claim_id": "a", "verdict": "contradicted"}], "cpu")
     got = pd.read_csv(tmp_path / "results/claims/demo.csv")
     assert dict(zip(got.claim_id, got.verdict)) == {"a": "contradicted", "b": "inconclusive"}
+
+
+def test_fmt_says_when_a_paper_value_is_not_available_offline_and_shows_single_measurements():
+    from replicate import report
+    recs = [{"status": "ok", "v": 2.0}]
+    ref = {"value": float("nan"), "source": "Tartaglione et al. 2018, Table 1", "verified": False, "dataset": "mnist"}
+    df = report.table([report.row("x", "lenet300-100", "mnist", "cpu", "m", recs, lambda r: r["v"], paper=ref),
+                       report.row("y", "lenet300-100", "mnist", "cpu", "m", recs, lambda r: r["v"])])
+    out = report.fmt(df)
+    assert out["paper (value, source)"].tolist() == ["not available offline (Tartaglione et al. 2018, Table 1)",
+                                                     "not published"]
+    assert out["ours (mean ± std)"].tolist() == ["2.00 ± 0.00", "2.00 ± 0.00"]
+    df.loc[1, "ours_std"] = float("nan")   # one measurement, no spread (e.g. a timing)
+    assert report.fmt(df)["ours (mean ± std)"].tolist()[1] == "2.00"
