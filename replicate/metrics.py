@@ -139,7 +139,8 @@ def activation_stats(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) 
       entry are non-zero, counted exactly (for a convolution, by convolving the
       0/1 indicator of the input with the 0/1 indicator of the kernel), per sample;
     - `dead_rows`: output neurons / filters whose weights are all zero (their output
-      is a constant, the bias);
+      is a constant, the bias), and `dead_rows_positive_bias`: those whose constant is
+      positive, so that a following ReLU passes it on (a non-zero, input-independent value);
     - `never_active_inputs`: input units (features or channels) that are zero for every sample.
     """
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -186,12 +187,14 @@ def activation_stats(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) 
     for name, m in layers:
         s = acc[name]
         rows = m.weight.reshape(m.weight.shape[0], -1)
+        dead = (rows == 0).all(dim=1)
         out[name] = {
             "kind": "conv" if isinstance(m, nn.Conv2d) else "fc",
             "zero_input_frac": s["zeros"] / max(s["entries"], 1),
             "macs_dense": s["dense"] / n, "macs_weight_sparse": s["wsparse"] / n,
             "macs_weight_and_activation": s["both"] / n,
-            "dead_rows": int((rows == 0).all(dim=1).sum()), "rows": rows.shape[0],
+            "dead_rows": int(dead.sum()), "rows": rows.shape[0],
+            "dead_rows_positive_bias": int((dead & (m.bias > 0)).sum()) if m.bias is not None else 0,
             "never_active_inputs": int((s["active"] == 0).sum()), "inputs": int(s["active"].numel()),
         }
     tot = {k: sum(v[k] for v in out.values()) for k in ("macs_dense", "macs_weight_sparse", "macs_weight_and_activation")}

@@ -45,7 +45,9 @@ def test_activation_stats_counts_macs_exactly():
     assert s["macs_dense"] == 6 and s["macs_weight_sparse"] == 2
     # sample 1: x0 with w00 -> 1 MAC; sample 2: none; sample 3: x0*w00 and x2*w02 -> 2 MACs
     assert s["macs_weight_and_activation"] == 1.0
-    assert s["dead_rows"] == 1 and s["never_active_inputs"] == 0
+    assert s["dead_rows"] == 1 and s["never_active_inputs"] == 0 and s["dead_rows_positive_bias"] == 0
+    lin.bias = nn.Parameter(torch.tensor([-1.0, 0.5]))
+    assert activation_stats(nn.Sequential(lin), x)["0"]["dead_rows_positive_bias"] == 1
 
 
 def test_activation_stats_conv_matches_brute_force():
