@@ -9,7 +9,7 @@ prototxt), 431,080 parameters.
 
 The CIFAR networks follow DST's official code: VGG-16 is the "network
 slimming" variant (13 conv3x3 + BN + ReLU with max-pooling after each block,
-average pooling to 1x1, then 512 -> 512 (BN, ReLU) -> classes), 14.98 M
+average pooling to 1x1, then 512 -> 512 (BN, ReLU) -> classes), 14.99 M
 parameters for CIFAR-10; its init is the code's dense-VGG init (conv weights
 N(0, sqrt(2 / (k*k*c_out))), linear N(0, 0.01), BN gamma 0.5, beta 0), used
 for dense and DST runs alike. WRN-16-8 is Zagoruyko & Komodakis' wide ResNet

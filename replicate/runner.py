@@ -43,11 +43,9 @@ def load_data(cfg: RunConfig):
     if cfg.train_size or cfg.test_size:
         ds = data_mod.subset(ds, cfg.train_size, cfg.test_size, seed=0)
     if cfg.normalize:
-        dims = (0, 2, 3) if cfg.normalize == "channel" else None
-        if dims:
-            mean, std = ds.x_train.mean(dims, keepdim=True)[0], ds.x_train.std(dims, keepdim=True)[0]
-        else:
-            mean, std = ds.x_train.mean(), ds.x_train.std()
+        # one mean/std over everything, or one per channel (shape (1, C, 1, 1), broadcast)
+        dims = (0, 2, 3) if cfg.normalize == "channel" else tuple(range(ds.x_train.dim()))
+        mean, std = ds.x_train.mean(dims, keepdim=True), ds.x_train.std(dims, keepdim=True)
         ds = data_mod.Dataset(ds.name, (ds.x_train - mean) / std, ds.y_train,
                               (ds.x_test - mean) / std, ds.y_test, ds.num_classes, ds.source)
     return ds

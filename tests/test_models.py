@@ -30,14 +30,14 @@ def test_unknown_model_names_the_valid_ones():
 
 def test_cifar_networks_have_the_sizes_of_the_official_code():
     vgg = models.build("vgg16-cifar", (3, 32, 32), 10)
-    assert count(vgg) == 14_987_722  # DST brief: about 14.98 M
+    assert count(vgg) == 14_987_722  # the official DST code's VGG: about 14.98 M
     convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
     linears = [m for m in vgg.modules() if isinstance(m, torch.nn.Linear)]
     assert len(convs) == 13 and len(linears) == 2
     # one DST threshold per output channel / neuron: 4,746 in the official VGG
     assert sum(m.weight.shape[0] for m in convs + linears) == 4_746
     wrn = models.build("wrn-16-8", (3, 32, 32), 10)
-    assert count(wrn) == 10_961_370  # DST brief: about 10.95 M
+    assert count(wrn) == 10_961_370  # WRN-16-8: about 10.95 M
     assert vgg(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert wrn(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 

@@ -147,13 +147,21 @@ class _Masked:
         """W * M for the forward pass, applying the reset rule first if it fires."""
         w, m = self._mask_and_weight()
         fire = self.reset == "train_and_eval" or (self.reset == "train" and self.training)
-        if fire and float(m.sum()) <= 0.01 * m.numel():
+        kept = float(m.sum()) if fire else None
+        if fire and kept <= 0.01 * m.numel():
             with torch.no_grad():
                 self.threshold.zero_()
             self.resets += 1
             w, m = self._mask_and_weight()
-        self.last_mask = m
+            kept = float(m.sum())
+        self.last_mask, self._last_kept = m, kept
         return w
+
+    def kept(self) -> int:
+        """Weights kept by the last forward's mask (counted once per forward)."""
+        if self._last_kept is None:
+            self._last_kept = float(self.last_mask.sum())
+        return int(round(self._last_kept))
 
     @torch.no_grad()
     def mask(self) -> torch.Tensor:
@@ -261,7 +269,7 @@ def remaining(model) -> dict:
     out, kept, total = {}, 0, 0
     for name, m in masked_layers(model).items():
         mask = m.last_mask if getattr(m, "last_mask", None) is not None else m.mask()
-        k = int(mask.sum())
+        k = m.kept()
         out[name] = k / mask.numel()
         kept += k
         total += mask.numel()
@@ -300,14 +308,14 @@ class SparsityLog(Callback):
     @torch.no_grad()
     def after_step(self, state):
         masks = {n: m.last_mask for n, m in self.layers.items()}  # 0/1 float
-        sums = {n: float(v.sum()) for n, v in masks.items()}
+        sums = {n: m.kept() for n, m in self.layers.items()}  # the reset rule already counted them
         if self.prev is not None:
             # kept now but not before: sum(new) - sum(new * old), as one dot product
             self.revived += sum(int(round(sums[n] - float(torch.dot(masks[n].flatten(), self.prev[n].flatten()))))
                                 for n in masks)
         self.prev = masks  # the next forward makes new tensors; no copy needed
         if state.epoch < self.per_step_epochs:
-            r = {n: int(round(sums[n])) / v.numel() for n, v in masks.items()}
+            r = {n: sums[n] / v.numel() for n, v in masks.items()}
             r["step"] = state.step
             self.steps.append(r)
 

@@ -1,6 +1,6 @@
 """Sensitivity-driven regularization (Tartaglione, Lepsøy, Fiandrotti, Francini, NeurIPS 2018).
 
-The spec comes from secondary sources (see the paper's brief); the choices the
+The spec comes from secondary sources (a summary of the equations and the reviews); the choices the
 sources leave open are named arguments, with our reading as the default.
 
 For every prunable weight w (weights of Linear / Conv2d layers; biases are
@@ -151,7 +151,7 @@ class SensitivityStep(Callback):
         self.lam, self.threshold = float(lam), float(threshold)
         self.coefficients, self.outputs, self.reduction = coefficients, outputs, reduction
         self.form, self.threshold_scale, self.mask = form, threshold_scale, mask
-        self.sbar = self.decay = None
+        self.decay = None
         self.stats = []   # per epoch: S distribution on the epoch's last minibatch
 
     def on_train_begin(self, state):
@@ -166,17 +166,17 @@ class SensitivityStep(Callback):
             s = sensitivity(state.model, ws, state.inputs, state.targets, coefficients=self.coefficients,
                             outputs=self.outputs, reduction=self.reduction,
                             logits=state.output if state.retain_graph else None)
-        self.sbar = None if s is None else [insensitivity(x, self.form) for x in s]
-        # eq. 9 uses w^{t-1}: the decay term is fixed now, before the optimizer moves w
-        with torch.no_grad():
-            self.decay = [w * (self.lam if sb is None else sb.mul_(self.lam))
-                          for w, sb in zip(ws, self.sbar or [None] * len(ws))] if self.lam else None
+        # eq. 9 uses w^{t-1}: the decay term lam * w * S-bar is fixed now, before the optimizer moves w
+        if self.lam:
+            with torch.no_grad():
+                self.decay = [w * self.lam if x is None else w * insensitivity(x, self.form).mul_(self.lam)
+                              for w, x in zip(ws, s or [None] * len(ws))]
         if (state.step + 1) % max(state.steps_per_epoch, 1) == 0:
             self.stats.append(_s_stats(self.weights, s))
 
     @torch.no_grad()
     def after_step(self, state):
-        if self.decay is None:
+        if not self.lam:
             return
         for w, d in zip(self.weights.values(), self.decay):
             w.sub_(d)
