@@ -48,6 +48,7 @@ class RunConfig:
     lr_milestones: tuple = ()        # epochs at which "step" divides the lr by 10
     train_size: int | None = None    # seeded subset of the training set (smoke profile)
     test_size: int | None = None
+    val_size: int | None = None      # hold out this many training examples (seeded split) for model selection
     normalize: bool | str = False    # True: one training-set mean/std; "channel": per channel
     augment: str = "none"            # "crop-flip": pad 4, random crop, horizontal flip (CIFAR recipes)
     args: Mapping[str, Any] = field(default_factory=dict)  # method hyper-parameters
@@ -142,6 +143,11 @@ class RunConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if self.val_size is not None and not (isinstance(self.val_size, int) and self.val_size >= 1):
+            raise ConfigError(f"val_size must be a positive number of training examples or None, got {self.val_size!r}")
+        if self.parent is not None and self.parent.val_size != self.val_size:
+            raise ConfigError(f"a run with val_size={self.val_size} must start from a parent trained on the same "
+                              f"split, but the parent has val_size={self.parent.val_size}")
         method = get_method(self.method)
         unknown = sorted(set(self.args) - set(method.defaults))
         if unknown:

@@ -38,12 +38,21 @@ def fresh_requested() -> bool:
     return os.environ.get("REPLICATE_FRESH", "0") not in ("0", "", "false", "no")
 
 
-def load_data(cfg: RunConfig):
+def load_data(cfg: RunConfig, *, validation: bool = False):
+    """The run's data. With `cfg.val_size`, that many training examples are held
+    out (a split seeded independently of the run's seed, so every run of a study
+    shares it) and never trained on; `validation=True` returns them in the test
+    fields instead of the test set, for model selection."""
     ds = data_mod.load(cfg.dataset)
     if cfg.train_size or cfg.test_size:
         ds = data_mod.subset(ds, cfg.train_size, cfg.test_size, seed=0)
+    if cfg.val_size:
+        train_part, val_part = data_mod.split_validation(ds, cfg.val_size, seed=0)
+        ds = val_part if validation else train_part
+    elif validation:
+        raise ValueError(f"run {cfg.label} has no validation split (val_size is None)")
     if cfg.normalize:
-        # one mean/std over everything, or one per channel (shape (1, C, 1, 1), broadcast)
+        # one mean/std over the training examples, or one per channel (shape (1, C, 1, 1), broadcast)
         dims = (0, 2, 3) if cfg.normalize == "channel" else tuple(range(ds.x_train.dim()))
         mean, std = ds.x_train.mean(dims, keepdim=True), ds.x_train.std(dims, keepdim=True)
         ds = data_mod.Dataset(ds.name, (ds.x_train - mean) / std, ds.y_train,
@@ -174,6 +183,10 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         "best_test_acc": max((h["test_acc"] for h in hist), default=final["acc"]),
         "epochs_run": len(hist),
     })
+    if cfg.val_size:
+        v = load_data(cfg, validation=True)
+        val = train.evaluate(model, v.x_test.to(device), v.y_test.to(device))
+        m.update({"val_acc": val["acc"], "val_error": 1 - val["acc"], "val_loss": val["loss"]})
     m.update(result.extra)
     new = {"config": cfg.to_dict(), "status": "ok", "history": hist, "metrics": m,
            "provenance": _provenance(device, threads, start, wall, ds)}

@@ -94,3 +94,11 @@ def test_augment_and_normalize_are_validated_and_default_keys_unchanged():
     with pytest.raises(ConfigError, match="unknown normalize 'pixel'"):
         RunConfig(normalize="pixel").validate()
     RunConfig(normalize="channel").validate()
+
+
+def test_val_size_is_checked_and_must_match_the_parent():
+    with pytest.raises(ConfigError, match="val_size"):
+        RunConfig(val_size=0).validate()
+    with pytest.raises(ConfigError, match="same split"):
+        RunConfig(method="magnitude", parent=RunConfig()).replace(val_size=100).validate()
+    assert RunConfig(val_size=None).key == RunConfig().key

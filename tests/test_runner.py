@@ -175,3 +175,19 @@ def test_parallel_workers_write_the_same_records_as_sequential_runs(tmp_path):
     assert [r["provenance"]["threads"] for r in recs] == [1, 1]
     again = [replicate.run(c, fresh=True, store=Store(tmp_path / "seq")) for c in cfgs]
     assert [r["metrics"]["test_acc"] for r in recs] == [r["metrics"]["test_acc"] for r in again]
+
+
+def test_validation_split_is_held_out_of_training_and_recorded():
+    cfg = RunConfig(**SMALL, val_size=100)
+    tr, va = runner.load_data(cfg), runner.load_data(cfg, validation=True)
+    assert tr.n_train == 400 and va.n_test == 100 and tr.n_test == 200
+    # the held-out images are none of the training images
+    flat = {bytes(x.numpy().tobytes()) for x in tr.x_train}
+    assert not any(bytes(x.numpy().tobytes()) in flat for x in va.x_test)
+    rec = replicate.run(cfg)
+    assert rec["provenance"]["n_train"] == 400
+    acc = train.evaluate(runner.load_model(cfg)[0], va.x_test, va.y_test)["acc"]
+    assert rec["metrics"]["val_error"] == pytest.approx(1 - acc)
+    assert "val_error" not in replicate.run(RunConfig(**SMALL))["metrics"]
+    with pytest.raises(ValueError, match="no validation split"):
+        runner.load_data(RunConfig(**SMALL), validation=True)
