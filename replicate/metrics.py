@@ -42,16 +42,18 @@ def layer_stats(model: nn.Module) -> dict:
 
 
 def macs_per_layer(model: nn.Module, input_shape) -> dict:
-    """Dense multiply-accumulates of each Linear/Conv2d layer for one sample."""
+    """Dense multiply-accumulates of each Linear/Conv2d layer for one sample
+    (summed over calls, so a layer applied at every step of a recurrence counts every step)."""
     macs, handles = {}, []
 
     def hook(name):
         def fn(m, inp, out):
             if isinstance(m, nn.Conv2d):
                 per_out = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-                macs[name] = out[0].numel() * per_out
+                macs[name] = macs.get(name, 0) + out[0].numel() * per_out
             else:
-                macs[name] = m.in_features * m.out_features
+                rows = inp[0][0].numel() // m.in_features   # 1, or the steps of a sequence
+                macs[name] = macs.get(name, 0) + rows * m.in_features * m.out_features
         return fn
 
     for name, m in model.named_modules():

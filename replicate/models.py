@@ -133,6 +133,37 @@ class WideResNet(nn.Module):
         return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class RowGRU(nn.Module):
+    """A GRU that reads an image one row per time step (28 steps of 28 pixels for
+    MNIST-like data) and classifies from its last hidden state.
+
+    The gates are written out with two Linear layers, `ih` (input to hidden) and
+    `hh` (hidden to hidden), holding the same parameters as torch's nn.GRU
+    (gate order reset, update, new). Pruning, masking, sensitivity and the size
+    metrics therefore treat the two recurrent matrices like any other layer."""
+
+    def __init__(self, row_size: int = 28, hidden: int = 128, num_classes: int = 10):
+        super().__init__()
+        self.hidden = hidden
+        self.ih = nn.Linear(row_size, 3 * hidden)
+        self.hh = nn.Linear(hidden, 3 * hidden)
+        self.fc = nn.Linear(hidden, num_classes)
+        bound = hidden ** -0.5   # nn.GRU's initialisation for the recurrent parameters
+        for p in (*self.ih.parameters(), *self.hh.parameters()):
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x):
+        rows = x.flatten(1, 2) if x.dim() == 4 else x        # (B, C*H, W): one row per step
+        gi = self.ih(rows)                                    # all steps' input terms at once
+        h = rows.new_zeros(rows.shape[0], self.hidden)
+        for t in range(rows.shape[1]):
+            i_r, i_z, i_n = gi[:, t].chunk(3, 1)
+            h_r, h_z, h_n = self.hh(h).chunk(3, 1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        return self.fc(h)
+
+
 def _lenet300(shape, classes):
     c, h, w = shape
     return LeNet300100(c * h * w, classes)
@@ -150,6 +181,7 @@ MODELS = {
     "vgg16-cifar": lambda shape, classes: VGG(VGG16_CFG, shape[0], classes),
     "wrn-16-8": lambda shape, classes: WideResNet(16, 8, shape[0], classes),
     "vgg-small": lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes),
+    "gru-rows": lambda shape, classes: RowGRU(shape[0] * shape[2], 128, classes),
 }
 
 

@@ -58,3 +58,20 @@ def test_crop_flip_returns_shifted_or_mirrored_crops_of_the_padded_image():
     for i in range(2):
         crops = [xp[i, :, a:a + 6, b:b + 6] for a in range(5) for b in range(5)]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
+
+
+def test_row_gru_matches_torch_gru_and_counts_every_step():
+    from torch import nn
+    from replicate import metrics, models
+    m = models.build("gru-rows")
+    ref = nn.GRU(28, 128, batch_first=True)
+    with torch.no_grad():
+        for a, b in ((ref.weight_ih_l0, m.ih.weight), (ref.bias_ih_l0, m.ih.bias),
+                     (ref.weight_hh_l0, m.hh.weight), (ref.bias_hh_l0, m.hh.bias)):
+            a.copy_(b)
+    x = torch.rand(5, 1, 28, 28)
+    _, h = ref(x.squeeze(1))
+    assert torch.allclose(m.fc(h[0]), m(x), atol=1e-6)
+    macs = metrics.macs_per_layer(m, (1, 28, 28))
+    assert macs == {"ih": 28 * 28 * 384, "hh": 28 * 128 * 384, "fc": 128 * 10}
+    assert set(metrics.prunable(m)) == {"ih", "hh", "fc"}
