@@ -159,3 +159,18 @@ def test_bad_sensitivity_arguments():
         base.replace(args={"lam": -1}).validate()
     with pytest.raises(ConfigError, match="unknown reduction"):
         base.replace(args={"reduction": "max"}).validate()
+
+
+def test_phase2_configs_name_the_method_the_control_and_threshold_only():
+    parent = RunConfig(method="dense", model="lenet300-100", dataset="mnist5k", epochs=2)
+    s = sens.phase2(parent, 5e-4, kind="sensitivity")
+    w = sens.phase2(parent, 5e-4, kind="weight decay", optimizer="adam", lr=1e-3)
+    t = sens.phase2(parent, 5e-4, kind="threshold only")
+    assert s.args["reduction"] == "batch_sum" and s.args["lam"] == 5e-4 and s.momentum == 0.0 and s.parent == parent
+    assert w.args["coefficients"] == "none" and w.optimizer == "adam" and w.lr == 1e-3
+    assert t.args["lam"] == 0.0 and t.args["threshold_scale"] == "layer_std"
+    assert len({s.key, w.key, t.key}) == 3
+    for c in (s, w, t):
+        c.validate()
+    with pytest.raises(ConfigError, match="kind"):
+        sens.phase2(parent, 5e-4, kind="l1")

@@ -264,3 +264,22 @@ class Sensitivity(Method):
 
 
 register(Sensitivity())
+
+
+PHASE2_KINDS = ("sensitivity", "weight decay", "threshold only")
+
+
+def phase2(parent: RunConfig, lam: float, threshold: float = 0.5, kind: str = "sensitivity", *,
+           epochs: int = 10, lr: float = 0.01, momentum: float = 0.0, **changes) -> RunConfig:
+    """The second phase of the method, as the sensitivity notebooks run it: eq. 9
+    starting from `parent`'s trained weights, T = `threshold` x each layer's weight
+    std after every epoch, vanilla SGD unless `changes` say otherwise.
+
+    kind "sensitivity" uses the batch-sum reduction (the definition that differs
+    from weight decay, notebook 06); "weight decay" is the S-bar = 1 control with
+    the same lambda and T; "threshold only" prunes without any lambda term."""
+    check_choice("kind", kind, PHASE2_KINDS)
+    args = {"lam": 0.0 if kind == "threshold only" else lam, "threshold": threshold, "threshold_scale": "layer_std"}
+    args.update({"coefficients": "none"} if kind == "weight decay" else {"reduction": "batch_sum"})
+    return parent.replace(method="sensitivity", epochs=epochs, lr=lr, momentum=momentum, parent=parent,
+                          args=args, **changes)
