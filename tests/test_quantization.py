@@ -1,0 +1,99 @@
+"""Quantization primitives and the closed-form margins of adaptive quantization."""
+import math
+
+import pytest
+import torch
+
+from replicate.methods import adaptive_quant as aq, quantization as q
+
+
+def test_margins_meet_the_linear_budget_with_equality_and_respect_the_radius():
+    g = torch.randn(5000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 1e-3
+    for radius in (math.inf, 2 ** -6, 2 ** -10):
+        tau = aq.margins(g, budget=1e-4, radius=radius)
+        assert (tau > 0).all() and (tau <= radius * (1 + 1e-12)).all()
+        assert float((g.abs() * tau).sum()) == pytest.approx(1e-4, rel=1e-9)
+    # without a radius every weight gets an equal share of the budget: tau_i |g_i| = C / n
+    tau = aq.margins(g, budget=1e-4)
+    assert torch.allclose(tau * g.abs(), torch.full_like(tau, 1e-4 / 5000), rtol=1e-9)
+
+
+def test_margins_are_optimal_for_the_size_bound():
+    # any feasible perturbation that keeps the budget does not lower -sum log2 tau
+    g = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 0.1
+    tau = aq.margins(g, budget=1.0, radius=0.05)
+    phi = -torch.log2(tau).sum()
+    for seed in range(20):
+        d = torch.randn(50, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 1e-3
+        alt = (tau * (1 + d)).clamp(max=0.05)
+        alt = alt * min(1.0, 1.0 / float((g * alt).sum()))   # back inside the budget
+        assert -torch.log2(alt).sum() >= phi - 1e-9
+
+
+def test_a_generous_budget_gives_every_weight_the_radius():
+    g = torch.tensor([1e-6, 2e-6, 0.0], dtype=torch.float64)
+    assert torch.equal(aq.margins(g, budget=1.0, radius=0.25), torch.full((3,), 0.25, dtype=torch.float64))
+    with pytest.raises(ValueError, match="finite trust radius"):
+        aq.margins(g, budget=1.0)
+    with pytest.raises(ValueError, match="budget"):
+        aq.margins(g, budget=0.0, radius=1.0)
+
+
+def test_quantizing_with_the_margins_never_exceeds_them_and_prunes_below_them():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(20000, generator=gen, dtype=torch.float64) * 0.3
+    tau = torch.pow(10.0, -torch.rand(20000, generator=gen, dtype=torch.float64) * 6)
+    wq, bits = aq.quantize(w, tau)
+    assert ((w - wq).abs() <= tau).all()
+    assert torch.equal(wq == 0, w.abs() <= tau)
+    assert (bits[wq == 0] == 0).all()
+    n = aq.precision(tau)
+    assert torch.equal(wq[wq != 0], q.fixed_point(w, n)[wq != 0])
+    assert (torch.pow(2.0, -(n + 1)) <= tau).all()
+    # pow2 rounding makes the size bound tight: tau = 2^-k exactly
+    t2 = aq.margins(torch.rand(100, dtype=torch.float64) + 0.1, budget=0.5, radius=1.0, tau_rounding="pow2")
+    assert torch.equal(torch.log2(t2), torch.round(torch.log2(t2)))
+
+
+def test_size_accounting_of_a_hand_built_layer():
+    wq = torch.tensor([0.0, 0.5, -0.75, 2.25, 0.0, -3.0])
+    frac = torch.tensor([0.0, 1.0, 2.0, 2.0, 5.0, 0.0])
+    # by hand: pruned 0; 0.5 = sign + 0 int + 1 frac = 2; -0.75: 1 + 0 + 2 = 3; 2.25: 1 + 2 + 2 = 5; pruned 0; -3: 1 + 2 + 0 = 3
+    assert q.fixed_point_bits(wq, frac).tolist() == [0, 2, 3, 5, 0, 3]
+    assert q.compression(6, 13) == pytest.approx(32 * 6 / 13)
+
+
+def test_weight_sharing_uses_at_most_2_to_the_b_values_per_layer_and_keeps_zeros():
+    w = torch.randn(300, 100, generator=torch.Generator().manual_seed(3))
+    w[w.abs() < 0.5] = 0
+    for b in (1, 2, 3, 5):
+        shared, cents, idx = q.share_weights(w, b)
+        vals = torch.unique(shared[shared != 0])
+        assert len(vals) <= 2 ** b and len(cents) <= 2 ** b
+        assert torch.equal(shared == 0, w == 0)
+        # every weight went to its nearest centroid
+        assert torch.equal((w[w != 0][:, None] - cents[None]).abs().argmin(1), idx)
+
+
+def test_uniform_quantization_levels_and_the_binary_case():
+    w = torch.linspace(-1, 1, 1001)
+    for k in (2, 3, 4, 8):
+        assert len(torch.unique(q.uniform_quantize(w, k))) <= 2 ** k - 1
+        assert (q.uniform_quantize(w, k) - w).abs().max() <= 1 / (2 ** (k - 1) - 1) / 2 + 1e-6
+    b = q.uniform_quantize(w, 1)
+    assert set(torch.unique(b.abs()).tolist()) <= {0.0, float(w.abs().mean())}
+    with pytest.raises(ValueError, match="bits"):
+        q.uniform_quantize(w, 0)
+
+
+def test_huffman_code_length_matches_a_hand_count():
+    # frequencies 5, 2, 1, 1: code lengths 1, 2, 3, 3 -> 5 + 4 + 3 + 3 = 15 bits
+    assert q.huffman_bits(["a"] * 5 + ["b"] * 2 + ["c", "d"]) == 15
+    assert q.huffman_bits([7, 7, 7]) == 3
+
+
+def test_relative_index_bits_count_padding_for_long_gaps():
+    m = torch.zeros(40, dtype=torch.bool)
+    m[[0, 3, 39]] = True
+    # 3-bit relative indices (max gap 7): gaps 0, 2, 35 -> 35 // 8 = 4 padding entries: 7 entries x 3 bits
+    assert q.sparse_index_bits(m, index_bits=3) == 21
