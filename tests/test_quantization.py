@@ -97,3 +97,24 @@ def test_relative_index_bits_count_padding_for_long_gaps():
     m[[0, 3, 39]] = True
     # 3-bit relative indices (max gap 7): gaps 0, 2, 35 -> 35 // 8 = 4 padding entries: 7 entries x 3 bits
     assert q.sparse_index_bits(m, index_bits=3) == 21
+
+
+def test_adaptive_quantization_run_stays_within_its_loss_bound_and_only_shrinks():
+    import replicate
+    from replicate.config import ConfigError, RunConfig
+    parent = RunConfig(method="dense", model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200, epochs=3)
+    for lin in ("initial", "current"):
+        cfg = RunConfig(method="adaptive_quant", model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200,
+                        parent=parent, args={"delta": 0.05, "linearize": lin, "max_iters": 6, "grad_samples": 300})
+        rec = replicate.run(cfg)
+        a = rec["metrics"]["aq"]
+        assert rec["status"] == "ok" and a["final_loss"] <= a["bound"] + 1e-9
+        acc = [e for e in a["iterations"] if e["accepted"]]
+        sizes = [e["payload_bits"] for e in acc]
+        assert sizes == sorted(sizes, reverse=True) and (not acc or sizes[-1] == a["size"]["payload_bits"])
+        assert a["size"]["payload_bits"] < 32 * a["size"]["weights"]
+        assert sum(sum(l["bits_histogram"].values()) for l in a["layers"].values()) == a["size"]["weights"]
+    with pytest.raises(ConfigError, match="linearize"):
+        RunConfig(method="adaptive_quant", parent=parent, args={"linearize": "w1"}).validate()
+    with pytest.raises(ConfigError, match="parent"):
+        RunConfig(method="adaptive_quant").validate()

@@ -16,15 +16,19 @@ option so that a reader with the PDF can change it in one place:
   holds with equality; `tau_rounding="pow2"` rounds each tau down to a power
   of two, where the size bound is tight.
 
-The iterative trust-region algorithm is built on these functions.
+`run_aq` is the iterative trust-region algorithm built on them (its guesses are
+listed in its docstring), and `AdaptiveQuant` the method the run store calls.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
-from ..config import check_choice
+from ..config import ConfigError, RunConfig, check_choice
+from ..metrics import prunable
+from . import Method, Result, register
 from . import quantization as q
 
 TAU_ROUNDINGS = ("exact", "pow2")
@@ -80,3 +84,184 @@ def quantize(w: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     n = precision(tau).to(w.dtype)
     wq = torch.where(w.abs() <= tau.to(w.dtype), torch.zeros_like(w), q.fixed_point(w, n))
     return wq, q.fixed_point_bits(wq, n)
+
+
+# -- the iterative algorithm ---------------------------------------------------------
+
+BOUNDS = ("additive", "relative")
+LINEARIZE = ("initial", "current")
+
+
+def loss_and_grad(model, weights: list, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000):
+    """Mean cross-entropy over (x, y) and its gradient with respect to `weights`
+    (eval mode, no data order involved: deterministic)."""
+    was = model.training
+    model.eval()
+    grads = [torch.zeros_like(w) for w in weights]
+    total = 0.0
+    for i in range(0, len(x), chunk):
+        out = model(x[i:i + chunk])
+        loss = F.cross_entropy(out, y[i:i + chunk], reduction="sum")
+        gs = torch.autograd.grad(loss, weights)
+        for a, b in zip(grads, gs):
+            a.add_(b)
+        total += float(loss.detach())
+    model.train(was)
+    n = max(len(x), 1)
+    return total / n, [g / n for g in grads]
+
+
+@torch.no_grad()
+def loss_only(model, x, y, chunk: int = 2000) -> float:
+    was = model.training
+    model.eval()
+    total = sum(float(F.cross_entropy(model(x[i:i + chunk]), y[i:i + chunk], reduction="sum"))
+                for i in range(0, len(x), chunk))
+    model.train(was)
+    return total / max(len(x), 1)
+
+
+def size_bits(bits: list) -> dict:
+    """Payload bits, and the bookkeeping of storing each weight's precision
+    (ceil(log2(max bits + 1)) bits per weight, which also marks pruned weights)."""
+    payload = float(sum(float(b.sum()) for b in bits))
+    n = sum(b.numel() for b in bits)
+    top = max((float(b.max()) for b in bits if b.numel()), default=0.0)
+    per = math.ceil(math.log2(top + 1)) if top > 0 else 0
+    return {"weights": n, "payload_bits": payload, "bookkeeping_bits": float(n * per),
+            "bits_per_weight": payload / max(n, 1),
+            "compression_payload": q.compression(n, payload),
+            "compression_with_bookkeeping": q.compression(n, payload + n * per)}
+
+
+def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str = "initial",
+           radius0: float = 2 ** -6, expand: float = 2.0, shrink: float = 2.0, max_iters: int = 25,
+           patience: int = 3, tau_rounding: str = "pow2") -> dict:
+    """Quantize `model`'s Linear/Conv2d weights in place (biases stay 32-bit floats).
+
+    Trust region: at each iteration the margins are the closed form above with
+    radius r; the candidate is accepted when the true loss on (x, y) stays within
+    the bound (then r *= expand), else rejected (r /= shrink). Margins never
+    shrink, so a weight's precision never increases. Stops after `patience`
+    iterations without a smaller model, or after `max_iters`.
+
+    linearize="initial": the gradient at the trained weights W0 and the budget
+    bound - L(W0) every iteration (the paper's eq. 19 as written, per the review);
+    "current": the gradient at the current quantized weights and the remaining
+    budget bound - L(W_k), spent on enlarging the margins (the reviewer's reading)."""
+    check_choice("bound", bound, BOUNDS)
+    check_choice("linearize", linearize, LINEARIZE)
+    ws = list(prunable(model).values())
+    w0 = [w.detach().clone() for w in ws]
+    l0, g0 = loss_and_grad(model, ws, x, y)
+    lbar = l0 + delta if bound == "additive" else l0 * (1 + delta)
+    gnorm = math.sqrt(sum(float((g ** 2).sum()) for g in g0))
+    mean_abs_g = sum(float(g.abs().sum()) for g in g0) / sum(g.numel() for g in g0)
+    tau_acc = [torch.zeros_like(w) for w in ws]
+    best_bits = [torch.full_like(w, q.FLOAT_BITS) for w in ws]   # float32 to start with
+    best = size_bits(best_bits)
+    cur_loss, r, stale, log = l0, radius0, 0, []
+    for it in range(max_iters):
+        if linearize == "initial":
+            g, budget = g0, lbar - l0
+        else:
+            _, g = loss_and_grad(model, ws, x, y)
+            budget = lbar - cur_loss
+        if budget <= 0:
+            log.append({"iteration": it, "radius": r, "accepted": False, "reason": "no budget left"})
+            break
+        flat = torch.cat([a.flatten() for a in g]).double()
+        tau = margins(flat, budget, r, tau_rounding)
+        if linearize == "current":
+            tau = tau + torch.cat([t.flatten() for t in tau_acc]).double()
+        cand, bits, off = [], [], 0
+        for w, t_old, t_w in zip(w0, tau_acc, ws):
+            t = torch.maximum(tau[off:off + w.numel()].view_as(w).to(w.dtype), t_old)   # margins never shrink
+            off += w.numel()
+            wq, b = quantize(w, t)
+            cand.append((wq, t))
+            bits.append(b)
+        saved = [w.detach().clone() for w in ws]
+        with torch.no_grad():
+            for w, (wq, _) in zip(ws, cand):
+                w.copy_(wq)
+        new_loss = loss_only(model, x, y)
+        size = size_bits(bits)
+        predicted = l0 + float(sum((gg * (wq - w)).sum() for gg, (wq, _), w in zip(g0, cand, w0)))
+        ok = new_loss <= lbar and size["payload_bits"] < best["payload_bits"]
+        log.append({"iteration": it, "radius": r, "accepted": ok, "loss": new_loss, "predicted_loss_linear_w0": predicted,
+                    "bound": lbar, **size, "pruned": float(sum(float((wq == 0).sum()) for wq, _ in cand)) / size["weights"]})
+        if ok:
+            tau_acc = [t for _, t in cand]
+            best, best_bits, cur_loss, stale = size, bits, new_loss, 0
+            r *= expand
+        else:
+            with torch.no_grad():
+                for w, s in zip(ws, saved):
+                    w.copy_(s)
+            r /= shrink
+            stale += 1
+            if stale >= patience:
+                break
+    names = list(prunable(model))
+    per_layer = {}
+    for name, w, b in zip(names, ws, best_bits):
+        vals, counts = torch.unique(b, return_counts=True)
+        per_layer[name] = {"weights": w.numel(), "pruned": float((w == 0).float().mean()),
+                           "mean_bits": float(b.mean()), "bits_histogram": {str(int(v)): int(c) for v, c in zip(vals, counts)}}
+    return {"start_loss": l0, "start_grad_norm": gnorm, "start_mean_abs_grad": mean_abs_g, "bound": lbar,
+            "final_loss": cur_loss, "iterations": log, "accepted": sum(1 for e in log if e["accepted"]),
+            "size": best, "layers": per_layer}
+
+
+class AdaptiveQuant(Method):
+    name = "adaptive_quant"
+    needs_parent = True
+    defaults = {
+        "delta": 0.01,            # loss bound: L0 + delta ("additive") or L0 x (1 + delta) ("relative")
+        "bound": "additive",
+        "linearize": "initial",   # eq. 19: gradient at W0, or at the current quantized weights
+        "radius0": 2 ** -6,       # initial trust radius on the margins
+        "expand": 2.0,
+        "shrink": 2.0,
+        "max_iters": 25,          # the summary's "about 25 iterations"
+        "patience": 3,
+        "tau_rounding": "pow2",   # margins rounded down to powers of two (the size bound is tight there)
+        "grad_samples": 10000,    # training images for the loss and gradient (first n of a fixed permutation); None: all
+    }
+
+    def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
+        a = {**self.defaults, **cfg.args}
+        check_choice("bound", a["bound"], BOUNDS)
+        check_choice("linearize", a["linearize"], LINEARIZE)
+        check_choice("tau_rounding", a["tau_rounding"], TAU_ROUNDINGS)
+        for k in ("delta", "radius0"):
+            if not (isinstance(a[k], (int, float)) and a[k] > 0 and math.isfinite(a[k])):
+                raise ConfigError(f"{k} must be a finite number > 0, got {a[k]!r}")
+        for k in ("expand", "shrink"):
+            if not (isinstance(a[k], (int, float)) and a[k] >= 1):
+                raise ConfigError(f"{k} must be >= 1, got {a[k]!r}")
+        for k in ("max_iters", "patience"):
+            if not (isinstance(a[k], int) and a[k] >= 1):
+                raise ConfigError(f"{k} must be an integer >= 1, got {a[k]!r}")
+        if a["grad_samples"] is not None and not (isinstance(a["grad_samples"], int) and a["grad_samples"] >= 1):
+            raise ConfigError(f"grad_samples must be a positive integer or None, got {a['grad_samples']!r}")
+        if cfg.parent.model != cfg.model:
+            raise ConfigError("an adaptive-quantization run must use the same model as its parent")
+
+    def run(self, ctx) -> Result:
+        a = {**self.defaults, **ctx.cfg.args}
+        model = ctx.parent_model()
+        x, y = ctx.data.x_train, ctx.data.y_train
+        if a["grad_samples"] is not None and a["grad_samples"] < len(x):
+            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.cfg.seed))[: a["grad_samples"]]
+            x, y = x[idx], y[idx]
+        dev = next(model.parameters()).device
+        out = run_aq(model, x.to(dev), y.to(dev), delta=a["delta"], bound=a["bound"], linearize=a["linearize"],
+                     radius0=a["radius0"], expand=a["expand"], shrink=a["shrink"], max_iters=a["max_iters"],
+                     patience=a["patience"], tau_rounding=a["tau_rounding"])
+        return Result(model, [], {"aq": out})
+
+
+register(AdaptiveQuant())
