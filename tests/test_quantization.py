@@ -118,3 +118,29 @@ def test_adaptive_quantization_run_stays_within_its_loss_bound_and_only_shrinks(
         RunConfig(method="adaptive_quant", parent=parent, args={"linearize": "w1"}).validate()
     with pytest.raises(ConfigError, match="parent"):
         RunConfig(method="adaptive_quant").validate()
+
+
+def test_uniform_and_deep_compression_runs_produce_what_they_count():
+    import replicate
+    from replicate import runner
+    from replicate.config import RunConfig
+    from replicate.methods import magnitude
+    small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
+    dense = RunConfig(method="dense", epochs=2, **small)
+    for bits, epochs in ((1, 1), (3, 0)):
+        cfg = RunConfig(method="uniform_quant", epochs=epochs, parent=dense, args={"bits": bits}, **small)
+        rec = replicate.run(cfg)
+        net, _ = runner.load_model(cfg)
+        for w in q.prunable(net).values():
+            assert len(torch.unique(w[w != 0])) <= max(2 ** bits - 1, 2)
+        assert rec["metrics"]["quant"]["compression_payload"] == pytest.approx(32 / (bits + 32 * 3 / 266200))
+    pruned = magnitude.oneshot(dense, 8, epochs=1)
+    cfg = RunConfig(method="deep_compression", epochs=1, parent=pruned, args={"fc_bits": 2}, **small)
+    rec = replicate.run(cfg)
+    net, _ = runner.load_model(cfg)
+    pnet, _ = runner.load_model(pruned)
+    for (n, w), pw in zip(q.prunable(net).items(), q.prunable(pnet).values()):
+        assert len(torch.unique(w[w != 0])) <= 4
+        assert bool(((w == 0) | (pw != 0)).all())   # pruned weights stay pruned
+    s = rec["metrics"]["quant"]
+    assert s["compression_payload"] > s["compression_before_huffman"] > 8

@@ -43,4 +43,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import adaptive_quant, dense, dst, magnitude, sensitivity  # noqa: E402,F401  (registration)
+from . import adaptive_quant, dense, dst, magnitude, quantization, sensitivity  # noqa: E402,F401  (registration)

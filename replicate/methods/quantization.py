@@ -19,6 +19,13 @@ import math
 from collections import Counter
 
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..config import ConfigError, RunConfig
+from ..metrics import prunable
+from ..train import Callback
+from . import Method, Result, register
 
 FLOAT_BITS = 32
 
@@ -126,3 +133,146 @@ def sparse_index_bits(mask: torch.Tensor, index_bits: int = 4) -> int:
 
 def compression(n_weights: int, bits: float) -> float:
     return FLOAT_BITS * n_weights / max(bits, 1e-12)
+
+
+# -- methods: uniform k-bit (binary at k = 1) and Deep Compression ------------------------
+
+
+class _STEQuant(nn.Module):
+    """Forward: the weight quantized to `bits` (zeros kept at zero); backward: identity
+    (the straight-through estimator), so the float shadow weight keeps learning."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, w):
+        wq = uniform_quantize(w, self.bits) * (w != 0)
+        return w + (wq - w).detach()
+
+
+def uniform_sizes(model, bits: int) -> dict:
+    """Bits of a model whose Linear/Conv2d weights are stored with `bits` bits each
+    (plus one 32-bit scale per layer); zeros are stored like any other value."""
+    ws = list(prunable(model).values())
+    n = sum(w.numel() for w in ws)
+    total = n * bits + 32 * len(ws)
+    return {"weights": n, "payload_bits": float(total), "bits_per_weight": total / n,
+            "compression_payload": compression(n, total)}
+
+
+class UniformQuant(Method):
+    """Per-layer symmetric uniform k-bit quantization of a trained model, optionally
+    fine-tuned with the straight-through estimator; k = 1 is a binarized-weight model
+    (sign x mean|w| per layer; trained with STE it is BinaryConnect-style). Without a
+    parent it trains from scratch with quantized weights for `epochs`."""
+
+    name = "uniform_quant"
+    defaults = {"bits": 8}
+
+    def validate(self, cfg: RunConfig) -> None:
+        b = {**self.defaults, **cfg.args}["bits"]
+        if not (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 16):
+            raise ConfigError(f"bits must be an integer from 1 to 16, got {b!r}")
+        if cfg.parent is not None and cfg.parent.model != cfg.model:
+            raise ConfigError("a quantization run must use the same model as its parent")
+
+    def run(self, ctx) -> Result:
+        bits = {**self.defaults, **ctx.cfg.args}["bits"]
+        model = ctx.parent_model() if ctx.cfg.parent is not None else ctx.build_model()
+        mods = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        history = []
+        if ctx.cfg.epochs > 0:
+            for m in mods:
+                parametrize.register_parametrization(m, "weight", _STEQuant(bits))
+            history = ctx.fit(model)
+            for m in mods:
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        with torch.no_grad():
+            for m in mods:
+                m.weight.copy_(uniform_quantize(m.weight, bits) * (m.weight != 0))
+        return Result(model, history, {"quant": uniform_sizes(model, bits)})
+
+
+class _Project(Callback):
+    """After every step, each cluster's weights are set to their mean: the shared
+    value moves by the cluster's mean gradient step (Deep Compression sums the
+    gradients of a cluster; the mean is the same direction with a smaller step)."""
+
+    def __init__(self, clusters):
+        self.clusters = clusters   # [(weight, nonzero mask, index per nonzero, k)]
+
+    @torch.no_grad()
+    def after_step(self, state):
+        for w, nz, idx, k in self.clusters:
+            v = w[nz]
+            means = torch.zeros(k, dtype=v.dtype).index_add_(0, idx, v) / torch.bincount(idx, minlength=k).clamp(min=1)
+            w[nz] = means[idx]
+
+
+def deep_compression_sizes(model, index_bits_conv: int = 8, index_bits_fc: int = 5) -> dict:
+    """Deep Compression's storage: per layer, the non-zero weights' cluster indices
+    and the relative positions (padding entries for long gaps), each Huffman-coded,
+    plus a 32-bit codebook; also the size before Huffman coding."""
+    payload = raw = 0.0
+    n = 0
+    for name, w in prunable(model).items():
+        is_conv = w.dim() == 4
+        ib = index_bits_conv if is_conv else index_bits_fc
+        flat = w.detach().flatten()
+        nz = flat != 0
+        vals, idx = torch.unique(flat[nz], return_inverse=True)
+        k = max(len(vals), 1)
+        vbits = max(math.ceil(math.log2(k)), 1)
+        pos = torch.nonzero(nz).flatten()
+        gaps = torch.diff(pos, prepend=torch.tensor([-1])) - 1 if pos.numel() else pos
+        maxgap = 2 ** ib - 1
+        symbols = []
+        for gp in gaps.tolist():
+            symbols += [maxgap] * (gp // (maxgap + 1)) + [gp % (maxgap + 1)]
+        n_entries = len(symbols)
+        raw += n_entries * (vbits + ib) + 32 * k
+        payload += huffman_bits(idx) + huffman_bits(symbols) + vbits * (n_entries - int(nz.sum())) + 32 * k
+        n += flat.numel()
+    return {"weights": n, "payload_bits": payload, "bits_before_huffman": raw, "bits_per_weight": payload / max(n, 1),
+            "compression_payload": compression(n, payload), "compression_before_huffman": compression(n, raw)}
+
+
+class DeepCompression(Method):
+    """Han et al. 2016's pipeline after pruning: the parent is a pruned model (e.g. a
+    magnitude run); each layer's non-zero weights are shared among 2^bits values
+    (k-means, linear init; `conv_bits` / `fc_bits`), the shared values are fine-tuned
+    for `epochs` with the pruning mask fixed, and the size is counted with Huffman
+    coding of the indices and of the relative positions."""
+
+    name = "deep_compression"
+    needs_parent = True
+    defaults = {"conv_bits": 8, "fc_bits": 5}
+
+    def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
+        a = {**self.defaults, **cfg.args}
+        for k in ("conv_bits", "fc_bits"):
+            if not (isinstance(a[k], int) and 1 <= a[k] <= 16):
+                raise ConfigError(f"{k} must be an integer from 1 to 16, got {a[k]!r}")
+        if cfg.parent.model != cfg.model:
+            raise ConfigError("a deep-compression run must use the same model as its parent")
+
+    def run(self, ctx) -> Result:
+        a = {**self.defaults, **ctx.cfg.args}
+        model = ctx.parent_model()
+        clusters, masks = [], {}
+        with torch.no_grad():
+            for w in prunable(model).values():
+                bits = a["conv_bits"] if w.dim() == 4 else a["fc_bits"]
+                shared, cents, idx = share_weights(w.detach(), bits)
+                w.copy_(shared)
+                nz = shared != 0
+                clusters.append((w, nz, idx, len(cents)))
+                masks[w] = nz.to(w.dtype)
+        history = ctx.fit(model, masks=masks, callbacks=[_Project(clusters)]) if ctx.cfg.epochs > 0 else []
+        return Result(model, history, {"quant": deep_compression_sizes(model)})
+
+
+register(UniformQuant())
+register(DeepCompression())
