@@ -163,7 +163,7 @@ class RunConfig:
 def _method_names():
     from .methods import METHODS
 
-    return tuple(METHODS)
+    return tuple(sorted(METHODS))
 
 
 def _plain(v):
