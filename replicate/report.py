@@ -158,24 +158,29 @@ def mean_std(records, fn):
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
-# (title, table file, metrics shown) for the README, in order.
+# (title, table file, metrics shown[, experiment prefixes shown]) for the README, in order.
 HEADLINES = [
     ("Magnitude pruning (paper: Han et al. 2015 on MNIST)", "baselines/01_dense_and_magnitude.csv",
      ["test_error_pct", "error_change_pct_points"]),
     ("DST Table 1 (paper: Liu et al. 2020 on MNIST)", "dst/01_table1.csv",
      ["test_acc_pct (final)", "remaining_pct (final)", "acc_change_vs_dense_pct_points (final)"]),
+    ("Sensitivity-driven regularization, Tables 1-2 (paper rows not available offline; batch-sum sensitivity "
+     "vs the weight-decay control, same lambda and T)", "sensitivity/01_tables_1_2.csv",
+     ["error_change_vs_dense_pct_points", "compression"], ["sensitivity", "weight decay"]),
 ]
 
 
 def headline_table() -> str:
     """Compact Markdown tables from the committed results (cpu profile)."""
     out = []
-    for title, rel, metrics in HEADLINES:
+    for title, rel, metrics, *prefixes in HEADLINES:
         path = repo_root() / "results" / "tables" / rel
         if not path.exists():
             continue
         df = pd.read_csv(path)
         keep = df[df.metric.isin(metrics)]
+        if prefixes:
+            keep = keep[keep.experiment.str.startswith(tuple(prefixes[0]))]
         out += [f"**{title}**", "",
                 "| model | dataset (profile) | experiment | metric | ours (mean ± std, n) | paper |",
                 "|---|---|---|---|---|---|"]
