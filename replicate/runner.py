@@ -185,7 +185,7 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
     })
     if cfg.val_size:
         v = load_data(cfg, validation=True)
-        val = train.evaluate(model, v.x_test.to(device), v.y_test.to(device))
+        val = train.evaluate(model, v.x_test, v.y_test)
         m.update({"val_acc": val["acc"], "val_error": 1 - val["acc"], "val_loss": val["loss"]})
     m.update(result.extra)
     new = {"config": cfg.to_dict(), "status": "ok", "history": hist, "metrics": m,

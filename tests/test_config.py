@@ -102,3 +102,13 @@ def test_val_size_is_checked_and_must_match_the_parent():
     with pytest.raises(ConfigError, match="same split"):
         RunConfig(method="magnitude", parent=RunConfig()).replace(val_size=100).validate()
     assert RunConfig(val_size=None).key == RunConfig().key
+
+
+@pytest.mark.parametrize("method", ["magnitude", "dst", "sensitivity", "adaptive_quant", "uniform_quant", "deep_compression"])
+def test_a_run_must_use_its_parents_model(method):
+    parent = RunConfig(method="dense", model="lenet5-caffe")
+    with pytest.raises(ConfigError, match="same model as its parent"):
+        RunConfig(method=method, model="lenet300-100", parent=parent,
+                  args={"compression": 4} if method == "magnitude" else {}).validate()
+    RunConfig(method=method, model="lenet5-caffe", parent=parent,
+              args={"compression": 4} if method == "magnitude" else {}).validate()

@@ -26,8 +26,12 @@ class Method:
     needs_parent: bool = False    # True when the method starts from another run's weights
 
     def validate(self, cfg) -> None:
+        """Checks shared by every method; a method's own validate() calls this first."""
         if self.needs_parent and cfg.parent is None:
             raise ConfigError(f"method {self.name!r} needs a parent run (the model to compress)")
+        if cfg.parent is not None and cfg.parent.model != cfg.model:
+            raise ConfigError(f"a {self.name} run must use the same model as its parent "
+                              f"({cfg.model!r} vs {cfg.parent.model!r})")
 
     def run(self, ctx) -> Result:
         raise NotImplementedError

@@ -1,9 +1,9 @@
 """Adaptive quantization (Khoram & Li, ICLR 2018): the per-weight pieces.
 
 The paper's body could not be read offline, so this is a reconstruction from
-its abstract, its review and secondary summaries (see the notebooks of
-notebooks/aq/ for the list of guesses). Every reconstructed choice is a named
-option so that a reader with the PDF can change it in one place:
+its abstract, its review and secondary summaries; the guesses are listed here
+and in `run_aq`'s docstring. Every reconstructed choice is a named option so
+that a reader with the PDF can change it in one place:
 
 - each weight w_i gets an error margin tau_i; it is pruned (0 bits) when
   |w_i| <= tau_i, otherwise rounded to the fixed-point grid with
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, RunConfig, check_choice
 from ..metrics import prunable
+from ..train import evaluate
 from . import Method, Result, register
 from . import quantization as q
 
@@ -111,16 +112,6 @@ def loss_and_grad(model, weights: list, x: torch.Tensor, y: torch.Tensor, chunk:
     return total / n, [g / n for g in grads]
 
 
-@torch.no_grad()
-def loss_only(model, x, y, chunk: int = 2000) -> float:
-    was = model.training
-    model.eval()
-    total = sum(float(F.cross_entropy(model(x[i:i + chunk]), y[i:i + chunk], reduction="sum"))
-                for i in range(0, len(x), chunk))
-    model.train(was)
-    return total / max(len(x), 1)
-
-
 def size_bits(bits: list) -> dict:
     """Payload bits, and the bookkeeping of storing each weight's precision
     (ceil(log2(max bits + 1)) bits per weight, which also marks pruned weights)."""
@@ -145,10 +136,11 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
     shrink, so a weight's precision never increases. Stops after `patience`
     iterations without a smaller model, or after `max_iters`.
 
-    linearize="initial": the gradient at the trained weights W0 and the budget
-    bound - L(W0) every iteration (the paper's eq. 19 as written, per the review);
-    "current": the gradient at the current quantized weights and the remaining
-    budget bound - L(W_k), spent on enlarging the margins (the reviewer's reading)."""
+    The two readings of eq. 19 that the review raises: linearize="initial" uses the
+    gradient at the trained weights W0 and the budget bound - L(W0) at every
+    iteration (the form the review writes, L(W0) + grad L(W0) . dW); "current"
+    uses the gradient at the current quantized weights and the remaining budget
+    bound - L(W_k), spent on enlarging the margins."""
     check_choice("bound", bound, BOUNDS)
     check_choice("linearize", linearize, LINEARIZE)
     ws = list(prunable(model).values())
@@ -160,13 +152,14 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
     tau_acc = [torch.zeros_like(w) for w in ws]
     best_bits = [torch.full_like(w, q.FLOAT_BITS) for w in ws]   # float32 to start with
     best = size_bits(best_bits)
+    current = w0                 # the accepted weights, restored after a rejection
+    g_cur = g0                   # gradient at `current`, recomputed only when it moves
     cur_loss, r, stale, log = l0, radius0, 0, []
     for it in range(max_iters):
         if linearize == "initial":
             g, budget = g0, lbar - l0
         else:
-            _, g = loss_and_grad(model, ws, x, y)
-            budget = lbar - cur_loss
+            g, budget = g_cur, lbar - cur_loss
         if budget <= 0:
             log.append({"iteration": it, "radius": r, "accepted": False, "reason": "no budget left"})
             break
@@ -175,17 +168,16 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
         if linearize == "current":
             tau = tau + torch.cat([t.flatten() for t in tau_acc]).double()
         cand, bits, off = [], [], 0
-        for w, t_old, t_w in zip(w0, tau_acc, ws):
+        for w, t_old in zip(w0, tau_acc):
             t = torch.maximum(tau[off:off + w.numel()].view_as(w).to(w.dtype), t_old)   # margins never shrink
             off += w.numel()
             wq, b = quantize(w, t)
             cand.append((wq, t))
             bits.append(b)
-        saved = [w.detach().clone() for w in ws]
         with torch.no_grad():
             for w, (wq, _) in zip(ws, cand):
                 w.copy_(wq)
-        new_loss = loss_only(model, x, y)
+        new_loss = evaluate(model, x, y)["loss"]
         size = size_bits(bits)
         predicted = l0 + float(sum((gg * (wq - w)).sum() for gg, (wq, _), w in zip(g0, cand, w0)))
         ok = new_loss <= lbar and size["payload_bits"] < best["payload_bits"]
@@ -193,12 +185,15 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
                     "bound": lbar, **size, "pruned": float(sum(float((wq == 0).sum()) for wq, _ in cand)) / size["weights"]})
         if ok:
             tau_acc = [t for _, t in cand]
+            current = [wq for wq, _ in cand]
             best, best_bits, cur_loss, stale = size, bits, new_loss, 0
+            if linearize == "current":
+                _, g_cur = loss_and_grad(model, ws, x, y)
             r *= expand
         else:
             with torch.no_grad():
-                for w, s in zip(ws, saved):
-                    w.copy_(s)
+                for w, c in zip(ws, current):
+                    w.copy_(c)
             r /= shrink
             stale += 1
             if stale >= patience:
@@ -247,8 +242,6 @@ class AdaptiveQuant(Method):
                 raise ConfigError(f"{k} must be an integer >= 1, got {a[k]!r}")
         if a["grad_samples"] is not None and not (isinstance(a["grad_samples"], int) and a["grad_samples"] >= 1):
             raise ConfigError(f"grad_samples must be a positive integer or None, got {a['grad_samples']!r}")
-        if cfg.parent.model != cfg.model:
-            raise ConfigError("an adaptive-quantization run must use the same model as its parent")
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}

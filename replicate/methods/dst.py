@@ -341,6 +341,7 @@ class DST(Method):
     }
 
     def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
         a = {**self.defaults, **cfg.args}
         check_choice("estimator", a["estimator"], ESTIMATORS)
         check_choice("granularity", a["granularity"], GRANULARITIES)

@@ -143,6 +143,7 @@ class Magnitude(Method):
     }
 
     def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
         a = {**self.defaults, **cfg.args}
         check_choice("schedule", a["schedule"], SCHEDULES)
         check_choice("scope", a["scope"], SCOPES)
@@ -156,8 +157,6 @@ class Magnitude(Method):
             raise ConfigError("gradual pruning needs 0 <= prune_start < prune_end <= 1 and prune_every >= 1")
         if a["schedule"] != "gradual" and cfg.parent is None:
             raise ConfigError(f"{a['schedule']} magnitude pruning needs a parent run (the trained model to prune)")
-        if cfg.parent is not None and cfg.parent.model != cfg.model:
-            raise ConfigError("a pruning run must use the same model as its parent")
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}

@@ -118,17 +118,24 @@ def huffman_bits(symbols) -> int:
     return total
 
 
-def sparse_index_bits(mask: torch.Tensor, index_bits: int = 4) -> int:
-    """Bits for the positions of the non-zero weights stored as relative indices
-    of `index_bits` bits (Deep Compression: 5 for fc, 8 for conv); a gap longer
-    than 2^index_bits - 1 costs a padding zero entry."""
+def relative_index_symbols(mask: torch.Tensor, index_bits: int) -> torch.Tensor:
+    """The relative indices (gaps) that store the positions of `mask`'s non-zeros
+    in `index_bits` bits each: a gap longer than 2^index_bits - 1 needs padding
+    entries (value 2^index_bits - 1, a stored zero) first. The order of the
+    returned symbols is not the storage order; only the multiset is needed."""
     pos = torch.nonzero(mask.flatten()).flatten()
     if pos.numel() == 0:
-        return 0
-    gaps = torch.diff(pos, prepend=torch.tensor([-1])) - 1
+        return pos
+    gaps = torch.diff(pos, prepend=pos.new_tensor([-1])) - 1
     maxgap = 2 ** index_bits - 1
-    entries = int(pos.numel() + (gaps // (maxgap + 1)).sum())
-    return entries * index_bits
+    pads = int((gaps // (maxgap + 1)).sum())
+    return torch.cat([gaps.new_full((pads,), maxgap), gaps % (maxgap + 1)])
+
+
+def sparse_index_bits(mask: torch.Tensor, index_bits: int = 4) -> int:
+    """Bits for the positions of the non-zero weights stored as relative indices
+    of `index_bits` bits (Deep Compression: 5 for fc, 8 for conv)."""
+    return relative_index_symbols(mask, index_bits).numel() * index_bits
 
 
 def compression(n_weights: int, bits: float) -> float:
@@ -171,11 +178,10 @@ class UniformQuant(Method):
     defaults = {"bits": 8}
 
     def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
         b = {**self.defaults, **cfg.args}["bits"]
         if not (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 16):
             raise ConfigError(f"bits must be an integer from 1 to 16, got {b!r}")
-        if cfg.parent is not None and cfg.parent.model != cfg.model:
-            raise ConfigError("a quantization run must use the same model as its parent")
 
     def run(self, ctx) -> Result:
         bits = {**self.defaults, **ctx.cfg.args}["bits"]
@@ -200,14 +206,15 @@ class _Project(Callback):
     gradients of a cluster; the mean is the same direction with a smaller step)."""
 
     def __init__(self, clusters):
-        self.clusters = clusters   # [(weight, nonzero mask, index per nonzero, k)]
+        # [(weight, nonzero mask, cluster index per nonzero, cluster sizes)]: the sizes never change
+        self.clusters = [(w, nz, idx, torch.bincount(idx, minlength=k).clamp(min=1).to(w.dtype))
+                         for w, nz, idx, k in clusters]
 
     @torch.no_grad()
     def after_step(self, state):
-        for w, nz, idx, k in self.clusters:
+        for w, nz, idx, sizes in self.clusters:
             v = w[nz]
-            means = torch.zeros(k, dtype=v.dtype).index_add_(0, idx, v) / torch.bincount(idx, minlength=k).clamp(min=1)
-            w[nz] = means[idx]
+            w[nz] = (v.new_zeros(len(sizes)).index_add_(0, idx, v) / sizes)[idx]
 
 
 def deep_compression_sizes(model, index_bits_conv: int = 8, index_bits_fc: int = 5) -> dict:
@@ -216,21 +223,15 @@ def deep_compression_sizes(model, index_bits_conv: int = 8, index_bits_fc: int =
     plus a 32-bit codebook; also the size before Huffman coding."""
     payload = raw = 0.0
     n = 0
-    for name, w in prunable(model).items():
-        is_conv = w.dim() == 4
-        ib = index_bits_conv if is_conv else index_bits_fc
+    for w in prunable(model).values():
+        ib = index_bits_conv if w.dim() == 4 else index_bits_fc
         flat = w.detach().flatten()
         nz = flat != 0
-        vals, idx = torch.unique(flat[nz], return_inverse=True)
-        k = max(len(vals), 1)
+        _, idx = torch.unique(flat[nz], return_inverse=True)
+        k = max(int(idx.max()) + 1 if idx.numel() else 1, 1)
         vbits = max(math.ceil(math.log2(k)), 1)
-        pos = torch.nonzero(nz).flatten()
-        gaps = torch.diff(pos, prepend=torch.tensor([-1])) - 1 if pos.numel() else pos
-        maxgap = 2 ** ib - 1
-        symbols = []
-        for gp in gaps.tolist():
-            symbols += [maxgap] * (gp // (maxgap + 1)) + [gp % (maxgap + 1)]
-        n_entries = len(symbols)
+        symbols = relative_index_symbols(nz, ib)
+        n_entries = symbols.numel()
         raw += n_entries * (vbits + ib) + 32 * k
         payload += huffman_bits(idx) + huffman_bits(symbols) + vbits * (n_entries - int(nz.sum())) + 32 * k
         n += flat.numel()
@@ -255,8 +256,6 @@ class DeepCompression(Method):
         for k in ("conv_bits", "fc_bits"):
             if not (isinstance(a[k], int) and 1 <= a[k] <= 16):
                 raise ConfigError(f"{k} must be an integer from 1 to 16, got {a[k]!r}")
-        if cfg.parent.model != cfg.model:
-            raise ConfigError("a deep-compression run must use the same model as its parent")
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}

@@ -238,6 +238,7 @@ class Sensitivity(Method):
     }
 
     def validate(self, cfg: RunConfig) -> None:
+        super().validate(cfg)
         a = {**self.defaults, **cfg.args}
         check_choice("coefficients", a["coefficients"], COEFFICIENTS)
         check_choice("outputs", a["outputs"], OUTPUTS)
@@ -248,8 +249,6 @@ class Sensitivity(Method):
             v = a[k]
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"{k} must be a finite number >= 0, got {v!r}")
-        if cfg.parent is not None and cfg.parent.model != cfg.model:
-            raise ConfigError("a sensitivity run must use the same model as its parent")
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}
