@@ -144,3 +144,48 @@ def test_uniform_and_deep_compression_runs_produce_what_they_count():
         assert bool(((w == 0) | (pw != 0)).all())   # pruned weights stay pruned
     s = rec["metrics"]["quant"]
     assert s["compression_payload"] > s["compression_before_huffman"] > 8
+
+
+def test_binaryconnect_keeps_its_shadow_weights_and_its_binarized_child_matches_it():
+    import replicate
+    from replicate import aq_study, runner
+    from replicate.config import ConfigError, RunConfig
+    small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
+    cfg = RunConfig(method="uniform_quant", epochs=1, args={"bits": 1, "latent": True}, **small)
+    rec = replicate.run(cfg)
+    shadow, _ = runner.load_model(cfg)
+    assert all(len(torch.unique(w)) > 2 for w in q.prunable(shadow).values())   # float shadow weights, not binary
+    child = replicate.run(aq_study.binarized(cfg))
+    net, _ = runner.load_model(aq_study.binarized(cfg))
+    assert all(len(torch.unique(w[w != 0])) <= 2 for w in q.prunable(net).values())
+    assert child["metrics"]["test_error"] == pytest.approx(rec["metrics"]["quantized_test_error"])
+    with pytest.raises(ConfigError, match="latent"):
+        RunConfig(method="uniform_quant", epochs=0, args={"bits": 1, "latent": True}, **small).validate()
+
+
+def test_adaptive_quantization_of_a_binary_layer_reports_its_distinct_values():
+    import replicate
+    from replicate import aq_study
+    from replicate.config import RunConfig
+    small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
+    bnn = RunConfig(method="uniform_quant", epochs=1, args={"bits": 1, "latent": True}, **small)
+    rec = replicate.run(aq_study.aq(aq_study.binarized(bnn), 0.05, max_iters=4, grad_samples=300))
+    for layer in rec["metrics"]["aq"]["layers"].values():
+        hist = {int(b): c for b, c in layer["bits_histogram"].items()}
+        assert layer["distinct_nonzero"] >= 1 and (hist.get(0, 0) == 0) == (layer["pruned"] == 0)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_the_aq_study_plans_are_valid_configurations(profile):
+    from replicate import aq_study as S
+    p = S.plan(profile)
+    for d in p["datasets"]:
+        for m in S.MODELS:
+            g, a, b = S.grid(m, d, 0, profile), S.ablations(m, d, 0, profile), S.bnn_study(m, d, 0, profile)
+            # notebook 06 reuses the grid's BinaryConnect run and its binarized network; nothing else is shared
+            assert b[("shadow", None)] == g[("bnn", None)] and b[("binary", None)] == g[("binarized", None)]
+            runs = list(g.values()) + list(a.values()) + [c for k, c in b.items() if k[0] not in ("shadow", "binary")]
+            assert len({c.key for c in runs}) == len(runs)
+            for c in runs:
+                c.validate()
+                assert c.val_size == p["val_size"][d] and c.profile == profile

@@ -203,6 +203,7 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
     for name, w, b in zip(names, ws, best_bits):
         vals, counts = torch.unique(b, return_counts=True)
         per_layer[name] = {"weights": w.numel(), "pruned": float((w == 0).float().mean()),
+                           "distinct_nonzero": int(torch.unique(w[w != 0]).numel()),
                            "mean_bits": float(b.mean()), "bits_histogram": {str(int(v)): int(c) for v, c in zip(vals, counts)}}
     return {"start_loss": l0, "start_grad_norm": gnorm, "start_mean_abs_grad": mean_abs_g, "bound": lbar,
             "final_loss": cur_loss, "iterations": log, "accepted": sum(1 for e in log if e["accepted"]),

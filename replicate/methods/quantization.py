@@ -14,6 +14,7 @@ Conventions (stated in every notebook that uses them):
 """
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import Counter
@@ -24,7 +25,7 @@ from torch.nn.utils import parametrize
 
 from ..config import ConfigError, RunConfig
 from ..metrics import prunable
-from ..train import Callback
+from ..train import Callback, evaluate
 from . import Method, Result, register
 
 FLOAT_BITS = 32
@@ -172,19 +173,30 @@ class UniformQuant(Method):
     """Per-layer symmetric uniform k-bit quantization of a trained model, optionally
     fine-tuned with the straight-through estimator; k = 1 is a binarized-weight model
     (sign x mean|w| per layer; trained with STE it is BinaryConnect-style). Without a
-    parent it trains from scratch with quantized weights for `epochs`."""
+    parent it trains from scratch with quantized weights for `epochs`.
+
+    `latent=True` keeps the float shadow weights that STE training learned as the
+    run's model (so another method can start from them); the quantized model's
+    test error is then recorded as `quantized_test_error` and the run's own test
+    error is the shadow network's."""
 
     name = "uniform_quant"
-    defaults = {"bits": 8}
+    defaults = {"bits": 8, "latent": False}
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)
-        b = {**self.defaults, **cfg.args}["bits"]
+        a = {**self.defaults, **cfg.args}
+        b = a["bits"]
         if not (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 16):
             raise ConfigError(f"bits must be an integer from 1 to 16, got {b!r}")
+        if not isinstance(a["latent"], bool):
+            raise ConfigError(f"latent must be true or false, got {a['latent']!r}")
+        if a["latent"] and cfg.epochs == 0:
+            raise ConfigError("latent=True keeps the shadow weights of quantization-aware training; it needs epochs > 0")
 
     def run(self, ctx) -> Result:
-        bits = {**self.defaults, **ctx.cfg.args}["bits"]
+        a = {**self.defaults, **ctx.cfg.args}
+        bits = a["bits"]
         model = ctx.parent_model() if ctx.cfg.parent is not None else ctx.build_model()
         mods = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         history = []
@@ -193,11 +205,23 @@ class UniformQuant(Method):
                 parametrize.register_parametrization(m, "weight", _STEQuant(bits))
             history = ctx.fit(model)
             for m in mods:
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-        with torch.no_grad():
-            for m in mods:
-                m.weight.copy_(uniform_quantize(m.weight, bits) * (m.weight != 0))
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+        extra = {}
+        if a["latent"]:
+            quantized = copy.deepcopy(model)
+            _quantize_layers(quantized, bits)
+            extra["quantized_test_error"] = 1 - evaluate(quantized, ctx.data.x_test, ctx.data.y_test)["acc"]
+            extra["quant"] = uniform_sizes(quantized, bits)
+            return Result(model, history, extra)
+        _quantize_layers(model, bits)
         return Result(model, history, {"quant": uniform_sizes(model, bits)})
+
+
+@torch.no_grad()
+def _quantize_layers(model, bits: int) -> None:
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.weight.copy_(uniform_quantize(m.weight, bits) * (m.weight != 0))
 
 
 class _Project(Callback):

@@ -1,0 +1,199 @@
+"""The run configurations shared by the adaptive-quantization notebooks (notebooks/aq/).
+
+Notebooks 01-04 read the same runs (one grid per base model), so they are
+built here once: a notebook asks for `grid(model, dataset, seed, plan)` and the
+run store returns what an earlier notebook already ran.
+
+The base models are trained to (near) convergence first, as the brief asks:
+Adam with a cosine schedule for many epochs, with a seeded validation split held
+out of the training set (every compressed run shares it, so a notebook can select
+an operating point on validation error and report the test error).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .config import ConfigError, RunConfig
+from .methods import magnitude
+
+MODELS = ("lenet300-100", "lenet5-caffe")
+
+# Per profile: datasets, base-training epochs per (model, dataset), validation size per
+# dataset, the fine-tuning budgets, and the grids of every method.
+PLANS = {
+    "smoke": {
+        "datasets": ("mnist5k",), "train_size": 1000, "test_size": 500,
+        "val_size": {"mnist5k": 200},
+        "base_epochs": {("lenet300-100", "mnist5k"): 2, ("lenet5-caffe", "mnist5k"): 2},
+        "bnn_epochs": {("lenet300-100", "mnist5k"): 2, ("lenet5-caffe", "mnist5k"): 2},
+        "finetune_epochs": 1, "prune_epochs": 1,
+        "deltas": (0.01, 0.1), "uniform_bits": (2, 4, 8), "uniform_ft_bits": (2,),
+        "dc_compressions": (10.0,), "dc_fc_bits": (5,),
+    },
+    "cpu": {
+        "datasets": ("fashion_mnist", "mnist5k"), "train_size": None, "test_size": None,
+        "val_size": {"fashion_mnist": 5000, "mnist5k": 500},
+        "base_epochs": {("lenet300-100", "fashion_mnist"): 60, ("lenet300-100", "mnist5k"): 100,
+                        ("lenet5-caffe", "fashion_mnist"): 20, ("lenet5-caffe", "mnist5k"): 60},
+        "bnn_epochs": {("lenet300-100", "fashion_mnist"): 30, ("lenet300-100", "mnist5k"): 100,
+                       ("lenet5-caffe", "fashion_mnist"): 8, ("lenet5-caffe", "mnist5k"): 60},
+        "finetune_epochs": 1, "prune_epochs": 3,
+        "deltas": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+        "uniform_bits": (1, 2, 3, 4, 5, 6, 8), "uniform_ft_bits": (2, 3, 4),
+        "dc_compressions": (4.0, 10.0, 20.0), "dc_fc_bits": (5, 3),
+    },
+    "paper": {
+        "datasets": ("mnist",), "train_size": None, "test_size": None,
+        "val_size": {"mnist": 5000},
+        "base_epochs": {("lenet300-100", "mnist"): 100, ("lenet5-caffe", "mnist"): 60},
+        "bnn_epochs": {("lenet300-100", "mnist"): 100, ("lenet5-caffe", "mnist"): 60},
+        "finetune_epochs": 2, "prune_epochs": 10,
+        "deltas": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+        "uniform_bits": (1, 2, 3, 4, 5, 6, 8), "uniform_ft_bits": (2, 3, 4),
+        "dc_compressions": (4.0, 10.0, 20.0), "dc_fc_bits": (5, 3),
+    },
+}
+HEADLINE_DELTA = 0.01      # the AQ operating point of the headline table (loss bound L0 + 0.01)
+HEADLINE_BITS = 4          # the uniform operating point of the headline table
+HEADLINE_DC = 10.0         # the pruning level under Deep Compression's headline row
+
+
+def plan(profile: str) -> dict:
+    if profile not in PLANS:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PLANS)}")
+    return PLANS[profile]
+
+
+def base(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
+    """The converged full-precision model every method starts from."""
+    p = plan(profile)
+    if (model, dataset) not in p["base_epochs"]:
+        raise ConfigError(f"no base model planned for {model} on {dataset} in the {profile} profile; "
+                          f"planned: {sorted(p['base_epochs'])}")
+    return RunConfig(method="dense", model=model, dataset=dataset, seed=seed, profile=profile,
+                     epochs=p["base_epochs"][(model, dataset)], batch_size=128, optimizer="adam", lr=1e-3,
+                     lr_schedule="cosine", train_size=p["train_size"], test_size=p["test_size"],
+                     val_size=p["val_size"][dataset])
+
+
+def aq(b: RunConfig, delta: float, **args) -> RunConfig:
+    """Adaptive quantization of base `b` with loss bound L0 + delta (or named options)."""
+    return dataclasses.replace(b, method="adaptive_quant", epochs=0, lr_schedule="constant", parent=b,
+                               args={"delta": float(delta), **args})
+
+
+def uniform(b: RunConfig, bits: int, finetune: bool = False, profile_plan: dict | None = None) -> RunConfig:
+    """Per-layer uniform `bits` quantization of `b`, optionally fine-tuned with the
+    straight-through estimator (Adam, lr 1e-4)."""
+    p = profile_plan or plan(b.profile)
+    return dataclasses.replace(b, method="uniform_quant", epochs=p["finetune_epochs"] if finetune else 0, lr=1e-4,
+                               lr_schedule="constant", parent=b, args={"bits": int(bits)})
+
+
+def bnn(b: RunConfig) -> RunConfig:
+    """BinaryConnect-style training from scratch (binary weights sign x mean|w| per
+    layer in the forward pass, float shadow weights updated with STE), same recipe as
+    the base but its own epoch budget. The run keeps the shadow weights (so notebook 06
+    can compress them); `binarized(...)` is the binary network as a run of its own."""
+    p = plan(b.profile)
+    return b.replace(method="uniform_quant", epochs=p["bnn_epochs"][(b.model, b.dataset)],
+                     args={"bits": 1, "latent": True})
+
+
+def binarized(bnn_cfg: RunConfig) -> RunConfig:
+    """The binarized network of a `bnn` run as a run of its own (sign x mean|w| of its
+    shadow weights, no training): a parent for methods applied to the binary weights."""
+    return dataclasses.replace(bnn_cfg, method="uniform_quant", epochs=0, parent=bnn_cfg, args={"bits": 1})
+
+
+
+
+
+def pruned(b: RunConfig, compression: float) -> RunConfig:
+    """Magnitude pruning of `b` to `compression` (one shot, Han's per-layer std
+    thresholds), retrained with the mask fixed (Adam, lr 1e-4)."""
+    p = plan(b.profile)
+    return magnitude.oneshot(b, compression, p["prune_epochs"], scope="std", lr=1e-4, lr_schedule="constant")
+
+
+def deep_compression(b: RunConfig, compression: float, fc_bits: int = 5, conv_bits: int = 8) -> RunConfig:
+    """Deep Compression after `pruned(b, compression)`: k-means sharing, fine-tuned
+    shared values (Adam, lr 1e-4), Huffman-coded size."""
+    parent = pruned(b, compression)
+    p = plan(b.profile)
+    return dataclasses.replace(parent, method="deep_compression", epochs=p["finetune_epochs"], parent=parent,
+                               args={"fc_bits": int(fc_bits), "conv_bits": int(conv_bits)})
+
+
+def grid(model: str, dataset: str, seed: int, profile: str) -> dict:
+    """Every run of the shared grid for one base model, keyed by (method, setting)."""
+    p, b = plan(profile), base(model, dataset, seed, profile)
+    out = {("base", None): b}
+    out.update({("aq", d): aq(b, d) for d in p["deltas"]})
+    out.update({("uniform", k): uniform(b, k) for k in p["uniform_bits"]})
+    out.update({("uniform+ft", k): uniform(b, k, finetune=True) for k in p["uniform_ft_bits"]})
+    out[("bnn", None)] = bnn(b)                       # float shadow weights
+    out[("binarized", None)] = binarized(out[("bnn", None)])   # the binary network itself
+    out.update({("pruned", c): pruned(b, c) for c in p["dc_compressions"]})
+    out.update({("dc", (c, fb)): deep_compression(b, c, fb) for c in p["dc_compressions"] for fb in p["dc_fc_bits"]})
+    return out
+
+
+def compression_of(record: dict) -> float:
+    """Compression (32-bit floats / stored bits, payload only) of any run of the grid."""
+    m = record["metrics"]
+    if "aq" in m:
+        return m["aq"]["size"]["compression_payload"]
+    if "quant" in m:
+        return m["quant"]["compression_payload"]
+    return m["compression"]     # dense and pruned runs: weights / non-zero weights (32-bit each)
+
+
+# -- notebook 05: the algorithm's own options --------------------------------------------
+
+ABLATION_RADII = (2 ** -8, 2 ** -4)      # around the default trust radius 2^-6
+LONG_ITERS = 60                         # the "about 25 iterations" question: let it run longer
+GRAD_SAMPLES = (1000, None)             # around the default 10,000 (None: the whole training split)
+
+
+def short_base(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
+    """The base recipe with a quarter of the epochs: a model that is not converged."""
+    b = base(model, dataset, seed, profile)
+    return b.replace(epochs=max(1, b.epochs // 4))
+
+
+def ablations(model: str, dataset: str, seed: int, profile: str) -> dict:
+    """Adaptive-quantization runs that vary one option at a time around the defaults
+    (at the headline loss bound unless the option is the bound itself)."""
+    p, b = plan(profile), base(model, dataset, seed, profile)
+    d = HEADLINE_DELTA
+    out = {("radius0", r): aq(b, d, radius0=r) for r in ABLATION_RADII}
+    out[("long", LONG_ITERS)] = aq(b, d, max_iters=LONG_ITERS, patience=LONG_ITERS)
+    out.update({("current", x): aq(b, x, linearize="current") for x in p["deltas"]})
+    out[("tau_rounding", "exact")] = aq(b, d, tau_rounding="exact")
+    out.update({("grad_samples", n): aq(b, d, grad_samples=n) for n in GRAD_SAMPLES})
+    out[("relative", 0.1)] = aq(b, 0.1, bound="relative")
+    sb = short_base(model, dataset, seed, profile)
+    out[("short_base", None)] = sb
+    out[("short_base_aq", d)] = aq(sb, d)
+    return out
+
+
+# -- notebook 06: binarized starting models -----------------------------------------------
+
+BNN_DELTAS = (0.01, 0.1)
+
+
+def bnn_study(model: str, dataset: str, seed: int, profile: str) -> dict:
+    """(a) adaptive quantization of a BinaryConnect model's float shadow weights, then
+    re-binarized; (b) adaptive quantization of its binary weights."""
+    b = base(model, dataset, seed, profile)
+    sh = bnn(b)
+    bi = binarized(sh)
+    out = {("shadow", None): sh, ("binary", None): bi}
+    for dl in BNN_DELTAS:
+        a = aq(sh, dl)
+        out[("aq_shadow", dl)] = a
+        out[("aq_shadow_rebinarized", dl)] = dataclasses.replace(a, method="uniform_quant", epochs=0, parent=a, args={"bits": 1})
+        out[("aq_binary", dl)] = aq(bi, dl)
+    return out
