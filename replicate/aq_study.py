@@ -85,10 +85,10 @@ def aq(b: RunConfig, delta: float, **args) -> RunConfig:
                                args={"delta": float(delta), **args})
 
 
-def uniform(b: RunConfig, bits: int, finetune: bool = False, profile_plan: dict | None = None) -> RunConfig:
+def uniform(b: RunConfig, bits: int, finetune: bool = False) -> RunConfig:
     """Per-layer uniform `bits` quantization of `b`, optionally fine-tuned with the
     straight-through estimator (Adam, lr 1e-4)."""
-    p = profile_plan or plan(b.profile)
+    p = plan(b.profile)
     return dataclasses.replace(b, method="uniform_quant", epochs=p["finetune_epochs"] if finetune else 0, lr=1e-4,
                                lr_schedule="constant", parent=b, args={"bits": int(bits)})
 
@@ -107,9 +107,6 @@ def binarized(bnn_cfg: RunConfig) -> RunConfig:
     """The binarized network of a `bnn` run as a run of its own (sign x mean|w| of its
     shadow weights, no training): a parent for methods applied to the binary weights."""
     return dataclasses.replace(bnn_cfg, method="uniform_quant", epochs=0, parent=bnn_cfg, args={"bits": 1})
-
-
-
 
 
 def pruned(b: RunConfig, compression: float) -> RunConfig:
@@ -141,6 +138,43 @@ def grid(model: str, dataset: str, seed: int, profile: str) -> dict:
     out[("binarized", None)] = binarized(out[("bnn", None)])   # the binary network itself
     out.update({("pruned", c): pruned(b, c) for c in p["dc_compressions"]})
     out.update({("dc", (c, fb)): deep_compression(b, c, fb) for c in p["dc_compressions"] for fb in p["dc_fc_bits"]})
+    return out
+
+
+def run_grids(combos, seeds, profile: str) -> dict:
+    """Run (or read from the store) the shared grid of every (model, dataset) in
+    `combos` and seed; returns {(model, dataset, seed, key): record}. Parents run
+    before their children so that the worker processes only get independent runs."""
+    from . import notebook as nb
+    from .runner import run
+
+    grids = {(m, d, s): grid(m, d, s, profile) for m, d in combos for s in seeds}
+    nb.run_all([g[("base", None)] for g in grids.values()], "base models (trained to near convergence)")
+    nb.run_all([c for g in grids.values() for k, c in g.items() if k[0] in ("aq", "uniform", "uniform+ft", "bnn", "pruned")],
+               "adaptive quantization, uniform k-bit, binarized, magnitude pruning")
+    nb.run_all([c for g in grids.values() for k, c in g.items() if k[0] in ("dc", "binarized")],
+               "Deep Compression (k-means + Huffman), binarized networks")
+    return {(m, d, s, k): run(c) for (m, d, s), g in grids.items() for k, c in g.items()}
+
+
+def error_change(rec: dict, record: dict, base_key=("base", None)) -> float:
+    """Test error of `record` minus that of the same seed's base model, in points."""
+    c = record["config"]
+    base_rec = rec[(c["model"], c["dataset"], c["seed"], base_key)]
+    return 100 * (record["metrics"]["test_error"] - base_rec["metrics"]["test_error"])
+
+
+def layer_stats(record: dict) -> dict:
+    """Per layer of an adaptive-quantization record: weights, pruned fraction, total
+    payload bits, mean payload bits of the kept weights, the layer's compression and
+    its bits histogram {bits: count}."""
+    out = {}
+    for name, l in record["metrics"]["aq"]["layers"].items():
+        h = {int(b): c for b, c in l["bits_histogram"].items()}
+        kept = sum(c for b, c in h.items() if b > 0)
+        bits = sum(b * c for b, c in h.items())
+        out[name] = {"weights": l["weights"], "pruned": l["pruned"], "kept_bits": bits / kept if kept else float("nan"),
+                     "compression": 32 * l["weights"] / max(bits, 1e-12), "bits": bits, "hist": h}
     return out
 
 
@@ -205,6 +239,6 @@ def bnn_study(model: str, dataset: str, seed: int, profile: str) -> dict:
     for dl in BNN_DELTAS:
         a = aq(sh, dl)
         out[("aq_shadow", dl)] = a
-        out[("aq_shadow_rebinarized", dl)] = dataclasses.replace(a, method="uniform_quant", epochs=0, parent=a, args={"bits": 1})
+        out[("aq_shadow_rebinarized", dl)] = binarized(a)
         out[("aq_binary", dl)] = aq(bi, dl)
     return out

@@ -165,14 +165,17 @@ def test_binaryconnect_keeps_its_shadow_weights_and_its_binarized_child_matches_
 
 def test_adaptive_quantization_of_a_binary_layer_reports_its_distinct_values():
     import replicate
-    from replicate import aq_study
+    from replicate import aq_study, runner
     from replicate.config import RunConfig
     small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
     bnn = RunConfig(method="uniform_quant", epochs=1, args={"bits": 1, "latent": True}, **small)
-    rec = replicate.run(aq_study.aq(aq_study.binarized(bnn), 0.05, max_iters=4, grad_samples=300))
-    for layer in rec["metrics"]["aq"]["layers"].values():
+    cfg = aq_study.aq(aq_study.binarized(bnn), 0.05, max_iters=4, grad_samples=300)
+    rec = replicate.run(cfg)
+    net, _ = runner.load_model(cfg)
+    for (name, w), layer in zip(q.prunable(net).items(), rec["metrics"]["aq"]["layers"].values()):
         hist = {int(b): c for b, c in layer["bits_histogram"].items()}
-        assert layer["distinct_nonzero"] >= 1 and (hist.get(0, 0) == 0) == (layer["pruned"] == 0)
+        assert layer["distinct_nonzero"] == len(torch.unique(w[w != 0]))
+        assert (hist.get(0, 0) == 0) == (layer["pruned"] == 0)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
