@@ -30,6 +30,12 @@ Supported names (``DATASETS``):
     Only needed for the full ``paper`` profile. Read through torchvision's own
     dataset classes (which check the md5 of every file) from
     ``<dir>/cifar-10-batches-py/`` or ``<dir>/{train,test}_32x32.mat``.
+``imagenet``
+    ILSVRC 2012 (1.28 M / 50,000 validation images, 1,000 classes), only for
+    the ``paper`` profile, read through torchvision's ``ImageNet`` class from
+    ``root`` or ``$REPLICATE_DATA/imagenet/`` (never downloaded). Its images
+    are streamed from disk: ``x_train`` and ``x_test`` are
+    :class:`replicate.imagenet.LazyImages`, not tensors (see that module).
 
 Lookup order (first hit wins):
 
@@ -63,7 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "fashion_mnist", "mnist5k", "cifar10", "svhn")
+DATASETS = ("mnist", "fashion_mnist", "mnist5k", "cifar10", "svhn", "imagenet")
 
 # Where the Debian package dataset-fashion-mnist puts its files. A module
 # constant so tests can point it somewhere else.
@@ -322,6 +328,12 @@ def _not_found(name: str, tried: list[str]) -> DataNotFound:
             "cifar10 is only needed for the 'paper' profile: set REPLICATE_DATA=<dir containing "
             "cifar10/cifar-10-batches-py/>, or pass download=True / REPLICATE_DOWNLOAD=1 (needs internet, ~170 MB)"
         ),
+        "imagenet": (
+            "imagenet is only needed for the 'paper' profile and cannot be downloaded automatically: "
+            "get ILSVRC2012_devkit_t12.tar.gz, ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from "
+            "image-net.org and put them in <dir>/imagenet/ (torchvision checks and unpacks them on first use), "
+            "then set REPLICATE_DATA=<dir>"
+        ),
         "svhn": (
             "svhn is only needed for the 'paper' profile: set REPLICATE_DATA=<dir containing "
             "svhn/train_32x32.mat and svhn/test_32x32.mat>, or pass download=True / "
@@ -471,6 +483,32 @@ def _load_torchvision_dataset(name: str, root, download: bool) -> Dataset:
     )
 
 
+def _load_imagenet(root) -> Dataset:
+    from . import imagenet
+
+    tried: list[str] = []
+    for directory, source in _user_dirs("imagenet", root, tried):
+        if not imagenet.present(directory):
+            tried.append(str(directory))
+            continue
+        try:
+            x_tr, y_tr, x_te, y_te, classes = imagenet.read(directory)
+        except RuntimeError as err:
+            raise DataNotFound(f"dataset 'imagenet': files in {directory} are incomplete or corrupted "
+                               f"(torchvision: {err}); replace them") from err
+        return Dataset(name="imagenet", x_train=imagenet.LazyImages(x_tr), y_train=_labels(np.asarray(y_tr)),
+                       x_test=imagenet.LazyImages(x_te), y_test=_labels(np.asarray(y_te)),
+                       num_classes=classes, source=source)
+    tried.append("download (not possible for ImageNet)")
+    raise _not_found("imagenet", tried)
+
+
+def take(x, idx):
+    """Rows `idx` of an image tensor, or the same rows of a streamed image list
+    (as another streamed list, so that nothing is decoded)."""
+    return x[idx] if isinstance(x, torch.Tensor) else x.take(idx)
+
+
 # --------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------
@@ -508,6 +546,8 @@ def load(name: str, root: str | os.PathLike | None = None, download: bool = Fals
             ds = _load_mnist5k()
         elif name in ("mnist", "fashion_mnist"):
             ds = _load_mnist_style(name, root, download)
+        elif name == "imagenet":
+            ds = _load_imagenet(root)
         else:
             ds = _load_torchvision_dataset(name, root, download)
         _CACHE[key] = ds
@@ -535,10 +575,10 @@ def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, s
     x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if n_train is not None:
         idx = train_perm[:n_train]
-        x_tr, y_tr = x_tr[idx], y_tr[idx]
+        x_tr, y_tr = take(x_tr, idx), y_tr[idx]
     if n_test is not None:
         idx = test_perm[:n_test]
-        x_te, y_te = x_te[idx], y_te[idx]
+        x_te, y_te = take(x_te, idx), y_te[idx]
     return Dataset(ds.name, x_tr, y_tr, x_te, y_te, ds.num_classes, ds.source)
 
 
@@ -560,9 +600,9 @@ def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> tuple[Dataset, D
         raise ValueError(f"n_val={n_val} must be between 1 and {ds.n_train - 1}")
     perm = torch.randperm(ds.n_train, generator=torch.Generator().manual_seed(seed))
     val_idx, keep_idx = perm[:n_val], perm[n_val:]
-    x_keep, y_keep = ds.x_train[keep_idx], ds.y_train[keep_idx]
+    x_keep, y_keep = take(ds.x_train, keep_idx), ds.y_train[keep_idx]
     train_part = Dataset(ds.name, x_keep, y_keep, ds.x_test, ds.y_test, ds.num_classes, ds.source)
     val_part = Dataset(
-        ds.name, x_keep, y_keep, ds.x_train[val_idx], ds.y_train[val_idx], ds.num_classes, ds.source
+        ds.name, x_keep, y_keep, take(ds.x_train, val_idx), ds.y_train[val_idx], ds.num_classes, ds.source
     )
     return train_part, val_part

@@ -17,6 +17,13 @@ for dense and DST runs alike. WRN-16-8 is Zagoruyko & Komodakis' wide ResNet
 10.96 M parameters. `vgg-small` is a labelled CPU proxy with the same
 structure as the VGG (three blocks of two conv3x3 + BN + ReLU, 12/24/48
 channels, 43,558 parameters) for 28x28 grey images.
+
+`vgg16` is torchvision's ImageNet VGG-16 (configuration D of Simonyan &
+Zisserman: 13 conv3x3 + ReLU, 3 fully connected layers with dropout,
+138,357,544 parameters for 1,000 classes) for 224x224 RGB images in [0, 1];
+it subtracts the ImageNet mean and divides by the standard deviation itself
+(torchvision's published weights expect normalised inputs). The network sits
+under `.net`, so torchvision's state dicts load into `model.net`.
 """
 from __future__ import annotations
 
@@ -164,6 +171,30 @@ class RowGRU(nn.Module):
         return self.fc(h)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageNetVGG16(nn.Module):
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        import torchvision
+
+        self.net = torchvision.models.vgg16(weights=None, num_classes=classes)
+        # not persistent: the state dict stays torchvision's, under "net."
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+
+def _vgg16_imagenet(shape, classes):
+    if tuple(shape[:1]) != (3,):
+        raise ValueError(f"vgg16 takes RGB images (3, H, W), got input shape {tuple(shape)}")
+    return ImageNetVGG16(classes)
+
+
 def _lenet300(shape, classes):
     c, h, w = shape
     return LeNet300100(c * h * w, classes)
@@ -182,6 +213,7 @@ MODELS = {
     "wrn-16-8": lambda shape, classes: WideResNet(16, 8, shape[0], classes),
     "vgg-small": lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes),
     "gru-rows": lambda shape, classes: RowGRU(shape[0] * shape[2], 128, classes),
+    "vgg16": _vgg16_imagenet,
 }
 
 

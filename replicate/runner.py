@@ -52,6 +52,9 @@ def load_data(cfg: RunConfig, *, validation: bool = False):
     elif validation:
         raise ValueError(f"run {cfg.label} has no validation split (val_size is None)")
     if cfg.normalize:
+        if not isinstance(ds.x_train, torch.Tensor):
+            raise ValueError(f"normalize={cfg.normalize!r} needs in-memory images; {cfg.dataset} is streamed "
+                             "from disk and its models normalise their inputs themselves")
         # one mean/std over the training examples, or one per channel (shape (1, C, 1, 1), broadcast)
         dims = (0, 2, 3) if cfg.normalize == "channel" else tuple(range(ds.x_train.dim()))
         mean, std = ds.x_train.mean(dims, keepdim=True), ds.x_train.std(dims, keepdim=True)
@@ -175,7 +178,8 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         return store.get(cfg), None
     wall = time.perf_counter() - t0
     model = result.model
-    final = train.evaluate(model, ds.x_test, ds.y_test)
+    top5 = cfg.dataset == "imagenet"      # ImageNet tables report top-5 as well
+    final = train.evaluate(model, ds.x_test, ds.y_test, top5=top5)
     hist = result.history
     m = metrics.summarize(model, ctx.input_shape)
     m.update({
@@ -183,6 +187,8 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         "best_test_acc": max((h["test_acc"] for h in hist), default=final["acc"]),
         "epochs_run": len(hist),
     })
+    if top5:
+        m.update({"test_top5_acc": final["acc5"], "test_top5_error": 1 - final["acc5"]})
     if cfg.val_size:
         v = load_data(cfg, validation=True)
         val = train.evaluate(model, v.x_test, v.y_test)

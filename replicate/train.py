@@ -123,20 +123,29 @@ def apply_masks(masks: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 2000) -> dict:
-    """Loss and accuracy over a whole split, in large chunks (no shuffling)."""
+def evaluate(model, x, y, batch_size: int = 2000, top5: bool = False) -> dict:
+    """Loss and accuracy over a whole split, in large chunks (no shuffling).
+    `x` may be a tensor or streamed images (replicate.imagenet.LazyImages, decoded
+    a chunk at a time); `top5=True` adds the top-5 accuracy as "acc5"."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    loss_sum, correct = 0.0, 0
+    if not isinstance(x, torch.Tensor):
+        batch_size = min(batch_size, x.eval_chunk)
+    loss_sum, correct, correct5 = 0.0, 0, 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         out = model(xb)
         loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
         correct += (out.argmax(1) == yb).sum().item()
+        if top5:
+            correct5 += (out.topk(min(5, out.shape[1]), dim=1).indices == yb[:, None]).any(1).sum().item()
     model.train(was_training)
     n = max(len(x), 1)
-    return {"loss": loss_sum / n, "acc": correct / n}
+    res = {"loss": loss_sum / n, "acc": correct / n}
+    if top5:
+        res["acc5"] = correct5 / n
+    return res
 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -166,11 +175,18 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
     `penalty()` returns a scalar added to every batch's loss (a method's regularizer);
     `augment="crop-flip"` pads each training batch by 4, crops it back at a random
     offset and flips half of it horizontally (seeded with the data order).
+    Streamed images (replicate.imagenet.LazyImages) bring their own augmentation
+    (random resized crop and flip, drawn from the same seeded generator), so
+    `augment` must stay "none" for them.
     Raises Divergence when an epoch's training loss is not finite.
     """
     device = next(model.parameters()).device
     x, y = data.x_train.to(device), data.y_train.to(device)
     xt, yt = data.x_test, data.y_test
+    streamed = not isinstance(x, torch.Tensor)
+    if streamed and augment != "none":
+        raise ConfigError(f"augment={augment!r} is for in-memory image tensors; streamed images "
+                          "(ImageNet) are augmented by their own loader, so use augment='none'")
     opt = optimizer_obj or make_optimizer(
         params if params is not None else model.parameters(), optimizer, lr, momentum, weight_decay)
     masks = masks if masks is not None else {}
@@ -203,7 +219,8 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
         loss_sum = torch.zeros((), device=device)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            xb, yb = x[idx], y[idx]
+            xb = x.batch(idx, gen).to(device) if streamed else x[idx]
+            yb = y[idx]
             if augment != "none":
                 xb = crop_flip(xb, gen)
             out = model(xb)

@@ -349,7 +349,7 @@ def test_unknown_name():
         data.load("nope")
     message = str(info.value)
     assert "\n" not in message and "'nope'" in message
-    assert "mnist, fashion_mnist, mnist5k, cifar10, svhn" in message
+    assert "mnist, fashion_mnist, mnist5k, cifar10, svhn, imagenet" in message
 
 
 # --------------------------------------------------------------------------

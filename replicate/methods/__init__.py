@@ -47,4 +47,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import adaptive_quant, dense, dst, magnitude, quantization, sensitivity  # noqa: E402,F401  (registration)
+from . import adaptive_quant, dense, dst, magnitude, pretrained, quantization, sensitivity  # noqa: E402,F401  (registration)
