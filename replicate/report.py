@@ -41,7 +41,9 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
     """One table row. `fn(record)` extracts our value; `paper` is a references.lookup() dict.
 
     The difference ours - paper is given only when it means something: same
-    dataset, or `comparable=True` for relative quantities (a drop, a ratio)."""
+    dataset, or `comparable=True` for relative quantities (a drop, a ratio). A row
+    whose runs trained on a subset of the training set says so in its note."""
+    records = list(records)
     vals, failed = values(records, fn)
     mean, std = _mean_std(vals)
     pval = paper.get("value") if paper else None
@@ -50,6 +52,9 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
         comparable = pdata == dataset
     diff = mean - float(pval) if (comparable and isinstance(pval, (int, float)) and vals) else math.nan
     notes = [note] if note else []
+    subsets = sorted({r["config"].get("train_size") for r in records if isinstance(r, dict) and "config" in r} - {None})
+    if subsets:   # say so on every row whose runs trained on part of the training set
+        notes.append("training subset of " + " / ".join(f"{n:,}" for n in subsets) + " images")
     if failed:
         notes.append(f"{failed} failed run(s) excluded")
     if paper and pdata and pdata != dataset:

@@ -76,3 +76,11 @@ def test_fmt_says_when_a_paper_value_is_not_available_offline_and_shows_single_m
     assert out["ours (mean ± std)"].tolist() == ["2.00 ± 0.00", "2.00 ± 0.00"]
     df.loc[1, "ours_std"] = float("nan")   # one measurement, no spread (e.g. a timing)
     assert report.fmt(df)["ours (mean ± std)"].tolist()[1] == "2.00"
+
+
+def test_row_says_when_its_runs_used_a_training_subset():
+    full = [rec(0.9), rec(0.8, 1)]
+    sub = [{**r, "config": {**r["config"], "train_size": 10000}} for r in full]
+    get = lambda x: x["metrics"]["test_acc"]   # noqa: E731
+    assert "subset" not in report.row("e", "m", "d", "cpu", "acc", full, get)["note"]
+    assert "training subset of 10,000 images" in report.row("e", "m", "d", "cpu", "acc", iter(sub), get)["note"]
