@@ -50,6 +50,17 @@ def _threads() -> int:
     return max(1, int(os.environ.get("REPLICATE_LOADER_THREADS", "0")) or (os.cpu_count() or 1))
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One decoding pool per thread count, made once and reused by every batch."""
+    n = _threads()
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="replicate-decode")
+    return _POOLS[n]
+
+
 class LazyImages:
     """Image files that behave like an (N, 3, size, size) float32 tensor in [0, 1]."""
 
@@ -110,9 +121,8 @@ class LazyImages:
         # batch depends only on the generator's state, not on thread timing.
         params = [None if generator is None else _crop_params(generator) for _ in idx]
         jobs = [(self.paths[i], p) for i, p in zip(idx, params)]
-        with ThreadPoolExecutor(max_workers=min(_threads(), len(jobs))) as pool:
-            for k, img in enumerate(pool.map(lambda job: self._load(*job), jobs)):
-                out[k] = img
+        for k, img in enumerate(_pool().map(lambda job: self._load(*job), jobs)):
+            out[k] = img
         return out
 
     def _load(self, path: str, params) -> torch.Tensor:
