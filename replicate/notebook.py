@@ -51,6 +51,18 @@ def _run_in_worker(cfg_dict: dict) -> str:
         return run(RunConfig.from_dict(cfg_dict))["status"]
 
 
+# Rough per-image training cost of each model relative to LeNet-300-100 on this kind of
+# machine; only used to start the longest runs first (unknown models count as conv nets).
+_RELATIVE_COST = {"lenet300-100": 1.0, "lenet5-caffe": 15.0}
+_TRAIN_IMAGES = {"mnist": 60000, "fashion_mnist": 60000, "mnist5k": 4000}
+
+
+def _cost_estimate(cfg) -> float:
+    """A rough cost of running `cfg` (epochs x training images x model cost), for ordering only."""
+    images = cfg.train_size or _TRAIN_IMAGES.get(cfg.dataset, 50000)
+    return max(cfg.epochs, 0.5) * images * _RELATIVE_COST.get(cfg.model, 15.0)
+
+
 def workers_default() -> int:
     """REPLICATE_WORKERS (default 1): processes that run independent configurations at once."""
     return max(1, int(os.environ.get("REPLICATE_WORKERS", "1")))
@@ -61,7 +73,9 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
 
     With workers > 1, the configurations missing from the store are run in
     separate processes (one thread each) and then read back from the store.
-    Give only independent configurations (no run whose parent is in the list)."""
+    Give only independent configurations (no run whose parent is in the list).
+    The missing runs start longest first (by a rough estimate), so that two workers
+    finish together; the order changes no result (every run has its own seed)."""
     from .runner import _usable, fresh_requested, run
     from .store import Store
 
@@ -78,7 +92,8 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            list(pool.map(_run_in_worker, [c.to_dict() for c in missing]))
+            order = sorted(missing, key=_cost_estimate, reverse=True)
+            list(pool.map(_run_in_worker, [c.to_dict() for c in order]))
     records = [run(c) for c in cfgs]
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{label}: {len(cfgs)} runs ({len(cfgs) - len(missing)} read from the store, {len(missing)} run now"

@@ -123,8 +123,10 @@ def apply_masks(masks: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 2000, top5: bool = False) -> dict:
-    """Loss and accuracy over a whole split, in large chunks (no shuffling).
+def evaluate(model, x, y, batch_size: int = 500, top5: bool = False) -> dict:
+    """Loss and accuracy over a whole split, in chunks of `batch_size` (no shuffling;
+    chunks of 500 stay in cache: on one thread LeNet-5-Caffe evaluates faster in
+    them than in chunks of 2,000).
     `x` may be a tensor or streamed images (replicate.imagenet.LazyImages, decoded
     a chunk at a time); `top5=True` adds the top-5 accuracy as "acc5"."""
     was_training = model.training

@@ -177,6 +177,16 @@ def test_parallel_workers_write_the_same_records_as_sequential_runs(tmp_path):
     assert [r["metrics"]["test_acc"] for r in recs] == [r["metrics"]["test_acc"] for r in again]
 
 
+def test_workers_start_the_longest_runs_first():
+    from replicate import notebook as nb
+    conv = RunConfig(method="dense", model="lenet5-caffe", dataset="fashion_mnist", epochs=50, train_size=9000)
+    mlp = RunConfig(method="dense", model="lenet300-100", dataset="fashion_mnist", epochs=60)
+    small = RunConfig(method="dense", model="lenet300-100", dataset="mnist5k", epochs=100)
+    quick = RunConfig(method="dense", model="lenet5-caffe", dataset="mnist5k", epochs=0)
+    order = sorted([small, quick, mlp, conv], key=nb._cost_estimate, reverse=True)
+    assert order == [conv, mlp, small, quick]
+
+
 def test_validation_split_is_held_out_of_training_and_recorded():
     cfg = RunConfig(**SMALL, val_size=100)
     tr, va = runner.load_data(cfg), runner.load_data(cfg, validation=True)
