@@ -174,3 +174,28 @@ def test_phase2_configs_name_the_method_the_control_and_threshold_only():
         c.validate()
     with pytest.raises(ConfigError, match="kind"):
         sens.phase2(parent, 5e-4, kind="l1")
+
+
+def test_study_plan_shares_runs_between_notebooks_and_names_its_subsets():
+    from replicate import sensitivity_study as study
+    # LeNet-300-100's Fashion-MNIST second phase is notebook 02's plain-SGD run (same key, one run)
+    for kind in ("sensitivity", "weight decay"):
+        mine = study.phase2("lenet300-100", "fashion_mnist", 1, "cpu", 1e-4, 0.5, kind)
+        dense = RunConfig(method="dense", model="lenet300-100", dataset="fashion_mnist", seed=1, profile="cpu",
+                          epochs=20, lr=0.01)
+        nb02 = sens.phase2(dense, 1e-4, 0.5, kind, epochs=10, optimizer="sgd", lr=0.01, momentum=0.0)
+        assert mine.key == nb02.key
+    # LeNet-5-Caffe on Fashion-MNIST trains on its own subset; every run of the study inherits it
+    d = study.dense("lenet5-caffe", "fashion_mnist", 0, "cpu")
+    assert d.train_size == 10000 and study.dense("lenet5-caffe", "mnist5k", 0, "cpu").train_size is None
+    chain = study.iterative("lenet5-caffe", "fashion_mnist", 0, "cpu")
+    assert [c.args["compression"] for c in chain] == [2.0, 4.0, 8.0, 16.0]
+    assert chain[0].parent.key == d.key and chain[-1].parent.key == chain[-2].key
+    assert all(c.train_size == 10000 for c in chain)
+    assert study.oneshot("lenet5-caffe", "fashion_mnist", 0, "cpu", 16).parent.key == d.key
+    assert study.data_label("lenet5-caffe", "fashion_mnist", "cpu") == "fashion_mnist (10,000-image training subset)"
+    assert study.data_label("lenet300-100", "fashion_mnist", "cpu") == "fashion_mnist"
+    with pytest.raises(ConfigError, match="no dense_epochs planned for vgg16-cifar on fashion_mnist"):
+        study.dense("vgg16-cifar", "fashion_mnist", 0, "cpu")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        study.plan("gpu")

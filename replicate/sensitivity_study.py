@@ -1,0 +1,118 @@
+"""The run configurations shared by sensitivity notebooks 01, 04 and 07.
+
+Notebook 01 (Tables 1-2) runs, per model, dataset and seed: a dense model, the
+second phase of eq. 9 and its weight-decay control at each lambda, and two
+magnitude-pruning schedules at a list of target compressions. Notebook 04 reads
+its second-phase runs to measure how long sparsification lasts, and notebook 07
+reads its LeNet-5-Caffe runs layer by layer. Building them here once keeps the
+three notebooks on the same runs: the run store returns what an earlier notebook
+already trained.
+
+Where a dense model has the baselines notebook's recipe (SGD with momentum, lr
+0.01, the same epochs and data), it is the same run as that notebook's.
+"""
+from __future__ import annotations
+
+from .config import ConfigError, RunConfig
+from .methods import magnitude
+from .methods import sensitivity as sens
+
+MODELS = ("lenet300-100", "lenet5-caffe")
+DENSE_LR, RETRAIN_LR = 0.01, 0.001
+
+_L3, _L5 = "lenet300-100", "lenet5-caffe"
+
+# Per profile: datasets; training/test subsets (one value, or a dict keyed by (model, dataset));
+# dense epochs, magnitude retraining epochs per level and second-phase epochs per (model, dataset);
+# the target compressions of magnitude pruning; "focus": the one-shot level notebook 07 shows.
+PLANS = {
+    "smoke": {
+        "datasets": ("mnist5k",), "train_size": 1000, "test_size": 500, "compressions": (4, 12), "focus": 12,
+        "dense_epochs": {(_L3, "mnist5k"): 2, (_L5, "mnist5k"): 1},
+        "retrain": {(_L3, "mnist5k"): 1, (_L5, "mnist5k"): 1},
+        "phase2": {(_L3, "mnist5k"): 2, (_L5, "mnist5k"): 1},
+    },
+    "cpu": {
+        "datasets": ("fashion_mnist", "mnist5k"), "test_size": None,
+        # LeNet-5-Caffe on Fashion-MNIST trains on a seeded 10,000-image subset of the training
+        # set (its own dense models, not the baselines notebook's): on all 60,000 images its
+        # second phase and magnitude runs alone took over an hour of the two cores
+        "train_size": {(_L5, "fashion_mnist"): 10000},
+        "compressions": (2, 4, 8, 16), "focus": 16,
+        "dense_epochs": {(_L3, "fashion_mnist"): 20, (_L3, "mnist5k"): 60,
+                         (_L5, "fashion_mnist"): 20, (_L5, "mnist5k"): 30},
+        "retrain": {(_L3, "fashion_mnist"): 3, (_L3, "mnist5k"): 10,
+                    (_L5, "fashion_mnist"): 2, (_L5, "mnist5k"): 3},
+        # LeNet-300-100 on Fashion-MNIST: the 10 epochs of notebooks 02 and 06 (the same runs)
+        "phase2": {(_L3, "fashion_mnist"): 10, (_L3, "mnist5k"): 60,
+                   (_L5, "fashion_mnist"): 6, (_L5, "mnist5k"): 20},
+    },
+    "paper": {
+        "datasets": ("mnist",), "train_size": None, "test_size": None,
+        "compressions": (2, 4, 8, 12, 16, 32, 64), "focus": 12,
+        "dense_epochs": {(_L3, "mnist"): 20, (_L5, "mnist"): 20},
+        "retrain": {(_L3, "mnist"): 5, (_L5, "mnist"): 5},
+        "phase2": {(_L3, "mnist"): 30, (_L5, "mnist"): 20},
+    },
+}
+
+
+def plan(profile: str) -> dict:
+    if profile not in PLANS:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PLANS)}")
+    return PLANS[profile]
+
+
+def _per_combo(value, model: str, dataset: str):
+    """A plan setting that is one value, or a dict keyed by (model, dataset) (None when absent)."""
+    if not isinstance(value, dict):
+        return value
+    return value.get((model, dataset))
+
+
+def _epochs(profile: str, what: str, model: str, dataset: str) -> int:
+    table = plan(profile)[what]
+    if (model, dataset) not in table:
+        raise ConfigError(f"no {what} planned for {model} on {dataset} in the {profile} profile; "
+                          f"planned: {sorted(table)}")
+    return table[(model, dataset)]
+
+
+def train_size(model: str, dataset: str, profile: str):
+    """The training subset of (model, dataset) in `profile` (None: the whole training set)."""
+    return _per_combo(plan(profile)["train_size"], model, dataset)
+
+
+def dense(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
+    """The dense model every compressed run of (model, dataset, seed) starts from."""
+    p = plan(profile)
+    return RunConfig(method="dense", model=model, dataset=dataset, seed=seed, profile=profile,
+                     epochs=_epochs(profile, "dense_epochs", model, dataset), lr=DENSE_LR,
+                     train_size=train_size(model, dataset, profile), test_size=p["test_size"])
+
+
+def phase2(model: str, dataset: str, seed: int, profile: str, lam: float, threshold: float, kind: str,
+           **changes) -> RunConfig:
+    """Eq. 9's second phase (or its weight-decay control) from `dense(...)`, for the
+    planned number of epochs unless `changes` say otherwise."""
+    changes.setdefault("epochs", _epochs(profile, "phase2", model, dataset))
+    return sens.phase2(dense(model, dataset, seed, profile), lam, threshold, kind, **changes)
+
+
+def iterative(model: str, dataset: str, seed: int, profile: str) -> list:
+    """Han's iterative magnitude schedule through the planned compressions (one run per level)."""
+    return magnitude.iterative_chain(dense(model, dataset, seed, profile), plan(profile)["compressions"],
+                                     epochs=_epochs(profile, "retrain", model, dataset), lr=RETRAIN_LR)
+
+
+def oneshot(model: str, dataset: str, seed: int, profile: str, compression: float) -> RunConfig:
+    """One-shot global magnitude pruning of `dense(...)` to `compression`, then retraining."""
+    return magnitude.oneshot(dense(model, dataset, seed, profile), compression,
+                             epochs=_epochs(profile, "retrain", model, dataset), lr=RETRAIN_LR)
+
+
+def data_label(model: str, dataset: str, profile: str) -> str:
+    """The dataset as a table shows it, with its training subset when there is one."""
+    n = train_size(model, dataset, profile)
+    return f"{dataset} ({n:,}-image training subset)" if n else dataset
+
