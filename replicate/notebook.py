@@ -63,6 +63,16 @@ def _cost_estimate(cfg) -> float:
     return max(cfg.epochs, 0.5) * images * _RELATIVE_COST.get(cfg.model, 15.0)
 
 
+def _pending_cost(cfg, have) -> float:
+    """The cost estimate of `cfg` plus that of each ancestor `have` says is not stored yet
+    (a worker running `cfg` runs those first)."""
+    total, c = 0.0, cfg
+    while c is not None and not have(c):
+        total += _cost_estimate(c)
+        c = c.parent
+    return total
+
+
 def workers_default() -> int:
     """REPLICATE_WORKERS (default 1): processes that run independent configurations at once."""
     return max(1, int(os.environ.get("REPLICATE_WORKERS", "1")))
@@ -92,7 +102,10 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            order = sorted(missing, key=_cost_estimate, reverse=True)
+            def have(c):
+                return _usable(Store.for_profile(c.profile).get(c), fresh)
+
+            order = sorted(missing, key=lambda c: _pending_cost(c, have), reverse=True)
             list(pool.map(_run_in_worker, [c.to_dict() for c in order]))
     records = [run(c) for c in cfgs]
     failed = sum(r["status"] != "ok" for r in records)

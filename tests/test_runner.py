@@ -185,6 +185,17 @@ def test_workers_start_the_longest_runs_first():
     quick = RunConfig(method="dense", model="lenet5-caffe", dataset="mnist5k", epochs=0)
     order = sorted([small, quick, mlp, conv], key=nb._cost_estimate, reverse=True)
     assert order == [conv, mlp, small, quick]
+    # a run whose parents are not stored yet carries their cost: a chain of four short
+    # levels outranks one run longer than any single level
+    chain, parent = [], conv.replace(epochs=2)
+    for c in (2.0, 4.0, 8.0, 16.0):
+        parent = parent.replace(method="magnitude", parent=parent, args={"schedule": "iterative", "compression": c})
+        chain.append(parent)
+    single = conv.replace(epochs=5)
+    nothing_stored = lambda c: False  # noqa: E731
+    assert nb._pending_cost(chain[-1], nothing_stored) == pytest.approx(5 * nb._cost_estimate(chain[0]))
+    assert nb._pending_cost(chain[-1], nothing_stored) > nb._pending_cost(single, nothing_stored) > nb._cost_estimate(chain[-1])
+    assert nb._pending_cost(chain[-1], lambda c: c is not chain[-1]) == nb._cost_estimate(chain[-1])
 
 
 def test_validation_split_is_held_out_of_training_and_recorded():
