@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_choice, per_combo
 from .methods import magnitude
 
 MODELS = ("lenet300-100", "lenet5-caffe")
@@ -41,8 +41,8 @@ PLANS = {
         "val_size": {"fashion_mnist": 5000, "mnist5k": 500, ("lenet5-caffe", "fashion_mnist"): 1000},
         "base_epochs": {("lenet300-100", "fashion_mnist"): 60, ("lenet300-100", "mnist5k"): 100,
                         ("lenet5-caffe", "fashion_mnist"): 50, ("lenet5-caffe", "mnist5k"): 60},
-        # BinaryConnect on MNIST-5k: half the base's epochs (in the 60- and 100-epoch runs of
-        # the earlier plan, test accuracy stopped rising within the first 30 and 50 epochs)
+        # BinaryConnect on MNIST-5k: half the base's epochs, to fit the budget (its error
+        # is in the headline table next to the base's)
         "bnn_epochs": {("lenet300-100", "fashion_mnist"): 30, ("lenet300-100", "mnist5k"): 50,
                        ("lenet5-caffe", "fashion_mnist"): 16, ("lenet5-caffe", "mnist5k"): 30},
         "finetune_epochs": 1, "prune_epochs": 3,
@@ -73,16 +73,8 @@ HEADLINE_DC = 10.0         # the pruning level under Deep Compression's headline
 
 
 def plan(profile: str) -> dict:
-    if profile not in PLANS:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PLANS)}")
+    check_choice("profile", profile, tuple(PLANS))
     return PLANS[profile]
-
-
-def _per_combo(value, model: str, dataset: str):
-    """A plan setting that is one value, or a dict keyed by (model, dataset) and/or dataset."""
-    if not isinstance(value, dict):
-        return value
-    return value.get((model, dataset), value.get(dataset))
 
 
 def base(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
@@ -93,8 +85,8 @@ def base(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
                           f"planned: {sorted(p['base_epochs'])}")
     return RunConfig(method="dense", model=model, dataset=dataset, seed=seed, profile=profile,
                      epochs=p["base_epochs"][(model, dataset)], batch_size=128, optimizer="adam", lr=1e-3,
-                     lr_schedule="cosine", train_size=_per_combo(p["train_size"], model, dataset),
-                     test_size=p["test_size"], val_size=_per_combo(p["val_size"], model, dataset))
+                     lr_schedule="cosine", train_size=per_combo(p["train_size"], model, dataset),
+                     test_size=p["test_size"], val_size=per_combo(p["val_size"], model, dataset))
 
 
 def aq(b: RunConfig, delta: float, **args) -> RunConfig:

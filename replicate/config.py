@@ -31,6 +31,14 @@ def check_choice(what: str, value: Any, valid) -> None:
         raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
 
 
+def per_combo(value, model: str, dataset: str):
+    """A study plan's setting: one value for every run, or a dict keyed by (model, dataset)
+    and/or dataset (None when neither key is present)."""
+    if not isinstance(value, dict):
+        return value
+    return value.get((model, dataset), value.get(dataset))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str = "dense"            # a name in replicate.methods.METHODS

@@ -13,7 +13,7 @@ Where a dense model has the baselines notebook's recipe (SGD with momentum, lr
 """
 from __future__ import annotations
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_choice, per_combo
 from .methods import magnitude
 from .methods import sensitivity as sens
 
@@ -58,16 +58,8 @@ PLANS = {
 
 
 def plan(profile: str) -> dict:
-    if profile not in PLANS:
-        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PLANS)}")
+    check_choice("profile", profile, tuple(PLANS))
     return PLANS[profile]
-
-
-def _per_combo(value, model: str, dataset: str):
-    """A plan setting that is one value, or a dict keyed by (model, dataset) (None when absent)."""
-    if not isinstance(value, dict):
-        return value
-    return value.get((model, dataset))
 
 
 def _epochs(profile: str, what: str, model: str, dataset: str) -> int:
@@ -80,7 +72,7 @@ def _epochs(profile: str, what: str, model: str, dataset: str) -> int:
 
 def train_size(model: str, dataset: str, profile: str):
     """The training subset of (model, dataset) in `profile` (None: the whole training set)."""
-    return _per_combo(plan(profile)["train_size"], model, dataset)
+    return per_combo(plan(profile)["train_size"], model, dataset)
 
 
 def dense(model: str, dataset: str, seed: int, profile: str) -> RunConfig:

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from replicate.config import per_combo
 from replicate.methods import adaptive_quant as aq, quantization as q
 
 
@@ -191,16 +192,16 @@ def test_the_aq_study_plans_are_valid_configurations(profile):
             assert len({c.key for c in runs}) == len(runs)
             for c in runs:
                 c.validate()
-                assert c.val_size == S._per_combo(p["val_size"], m, d) and c.profile == profile
-                assert c.train_size == S._per_combo(p["train_size"], m, d) and c.val_size < (c.train_size or 10 ** 9)
+                assert c.val_size == per_combo(p["val_size"], m, d) and c.profile == profile
+                assert c.train_size == per_combo(p["train_size"], m, d) and c.val_size < (c.train_size or 10 ** 9)
 
 
 def test_plan_settings_per_model_and_dataset():
     from replicate import aq_study as S
     table = {"fashion_mnist": 5000, ("lenet5-caffe", "fashion_mnist"): 1000}
-    assert S._per_combo(table, "lenet5-caffe", "fashion_mnist") == 1000
-    assert S._per_combo(table, "lenet300-100", "fashion_mnist") == 5000
-    assert S._per_combo(table, "lenet300-100", "mnist5k") is None and S._per_combo(7, "x", "y") == 7
+    assert per_combo(table, "lenet5-caffe", "fashion_mnist") == 1000
+    assert per_combo(table, "lenet300-100", "fashion_mnist") == 5000
+    assert per_combo(table, "lenet300-100", "mnist5k") is None and per_combo(7, "x", "y") == 7
     b = S.base("lenet5-caffe", "fashion_mnist", 1, "cpu")
     assert (b.train_size, b.val_size) == (10000, 1000)
     assert S.grid("lenet5-caffe", "fashion_mnist", 1, "cpu")[("aq", 0.01)].train_size == 10000   # children inherit it
