@@ -3,6 +3,7 @@
 Examples:
   python -m replicate runs --profile cpu --method magnitude
   python -m replicate run --method dense --model lenet300-100 --dataset mnist5k --epochs 5 --seed 0
+  python -m replicate run --model char-lstm --dataset kjv_char --epochs 2 --grad-clip 0.25
   python -m replicate run --method magnitude --arg schedule=oneshot --arg compression=12 \
       --parent-epochs 5 --epochs 2 --lr 0.001 --dataset mnist5k
 """
@@ -50,7 +51,8 @@ def _cmd_run(a) -> int:
 
     common = dict(model=a.model, dataset=a.dataset, seed=a.seed, profile=a.profile,
                   batch_size=a.batch_size, optimizer=a.optimizer, momentum=a.momentum,
-                  weight_decay=a.weight_decay, train_size=a.train_size, test_size=a.test_size)
+                  weight_decay=a.weight_decay, train_size=a.train_size, test_size=a.test_size,
+                  bptt=a.bptt, grad_clip=a.grad_clip)
     parent = None
     if a.parent_epochs:
         parent = RunConfig(method="dense", epochs=a.parent_epochs, lr=a.parent_lr, **common)
@@ -60,7 +62,8 @@ def _cmd_run(a) -> int:
     cfg.validate()
     rec = run(cfg, fresh=a.fresh)
     out = {"key": rec["key"], "status": rec["status"], "label": cfg.label}
-    out.update({k: rec["metrics"][k] for k in ("test_acc", "compression", "effective_macs") if k in rec["metrics"]})
+    out.update({k: rec["metrics"][k] for k in ("test_acc", "test_bpc", "test_ppl", "compression", "effective_macs")
+                if k in rec["metrics"]})
     print(json.dumps(out, indent=1))
     return 0 if rec["status"] == "ok" else 1
 
@@ -125,6 +128,8 @@ def main(argv=None) -> int:
     x.add_argument("--weight-decay", type=float, default=0.0)
     x.add_argument("--train-size", type=int, default=None)
     x.add_argument("--test-size", type=int, default=None)
+    x.add_argument("--bptt", type=int, default=None, help="language models: tokens per BPTT window (default 64)")
+    x.add_argument("--grad-clip", type=float, default=None, help="clip gradients to this global norm")
     x.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="method argument")
     x.add_argument("--parent-epochs", type=int, default=0,
                    help="train a dense parent for this many epochs first (methods that prune a model)")

@@ -1,5 +1,6 @@
-"""`make bench`: speed of replicate's training loop against a bare PyTorch loop,
-and the training-step cost of each method relative to dense training (DST;
+"""`make bench`: speed of replicate's training loop against a bare PyTorch loop
+(image classification, and a small character language model with truncated
+backpropagation through time), and the training-step cost of each method relative to dense training (DST;
 sensitivity-driven regularization with its default one-extra-backward sensitivity).
 
 Both loops train dense LeNet-300-100 on Fashion-MNIST (MNIST-5k when
@@ -54,6 +55,61 @@ def step_ratio(model_name: str, make, ds, steps: int = 60, reps: int = 5, batch_
     return {"dense_ms": 1e3 * med["dense"], "method_ms": 1e3 * med["method"], "ratio": med["method"] / med["dense"]}
 
 
+def bare_lm_epoch(model, opt, stream, test, batch_size, bptt, clip):
+    """A bare PyTorch BPTT epoch (contiguous rows, hidden carried and detached, gradient
+    clipping) and a test evaluation, doing what the language-model task does."""
+    rows = stream[: len(stream) // batch_size * batch_size].view(batch_size, -1)
+    hidden = None
+    model.train()
+    for i in range(0, rows.shape[1] - 1, bptt):
+        t = min(bptt, rows.shape[1] - 1 - i)
+        out, hidden = model(rows[:, i:i + t], hidden)
+        hidden = tuple(h.detach() for h in hidden)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), rows[:, i + 1:i + 1 + t].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        trows, hidden = test[: len(test) // 10 * 10].view(10, -1), None
+        for i in range(0, trows.shape[1] - 1, bptt):
+            t = min(bptt, trows.shape[1] - 1 - i)
+            out, hidden = model(trows[:, i:i + t], hidden)
+            F.cross_entropy(out.reshape(-1, out.shape[-1]), trows[:, i + 1:i + 1 + t].reshape(-1))
+
+
+def lm_loop_ratio(reps: int = 3, batch_size: int = 16, bptt: int = 64, clip: float = 0.25) -> dict:
+    """replicate's loop with the language-model task vs bare_lm_epoch, char-lstm on 64k characters
+    of the King James Bible (a seeded random stream when it is not installed), interleaved."""
+    from . import tasks
+
+    try:
+        ds = data.subset(data.load("kjv_char"), 64000, 8000)
+        source = "King James Bible characters"
+    except data.DataNotFound:
+        g = torch.Generator().manual_seed(0)
+        rand = torch.randint(1, 60, (80000,), generator=g)
+        ds = data.TextStream("random", rand[:64000], rand[64000:72000], rand[72000:], ("<unk>",) + ("x",) * 59,
+                             "seeded random tokens")
+        source = "a seeded random token stream (kjv_char not installed)"
+    times = {"replicate": [], "bare": []}
+    for rep in range(reps):
+        for name in ("bare", "replicate"):
+            torch.manual_seed(rep)
+            m = models.build("char-lstm", (), len(ds.vocab))
+            t = time.perf_counter()
+            if name == "bare":
+                opt = torch.optim.SGD(m.parameters(), lr=1.0)
+                bare_lm_epoch(m, opt, ds.train, ds.test, batch_size, bptt, clip)
+            else:
+                train.fit(m, ds, epochs=1, batch_size=batch_size, lr=1.0, momentum=0.0, grad_clip=clip,
+                          task=tasks.LanguageModel(bptt=bptt), progress=False)
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"source": source, "tokens": len(ds.train), **med, "ratio": med["replicate"] / med["bare"]}
+
+
 def _dst(m):
     from .methods import dst
 
@@ -101,6 +157,11 @@ def main(argv=None) -> int:
         print(f"  {k:9} epoch {med[k]:.3f} s (median of {len(times[k])}), "
               f"{len(ds.x_train) / med[k]:,.0f} samples/s")
     print(f"  ratio replicate / bare: {med['replicate'] / med['bare']:.3f} (goal <= 1.10)")
+    r = lm_loop_ratio()
+    print(f"char-lstm language model, {r['tokens']:,} tokens of {r['source']}, batch 16 x BPTT 64, clip 0.25:")
+    for k in ("bare", "replicate"):
+        print(f"  {k:9} epoch {r[k]:.3f} s (median of 3), {r['tokens'] / r[k]:,.0f} tokens/s")
+    print(f"  ratio replicate / bare: {r['ratio']:.3f} (goal <= 1.10)")
     print("training step time of each method relative to dense training (batch 64, same loop, interleaved):")
     for label, make, goal in (("DST", _dst, 1.5), ("sensitivity", _sensitivity, 2.0)):
         for name, steps in (("lenet300-100", 100), ("lenet5-caffe", 30)):

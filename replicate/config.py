@@ -14,6 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .errors import ConfigError, check_choice
+from .methods.base import method_defaults, method_names
+
 PROFILES = ("smoke", "cpu", "paper")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -22,26 +25,9 @@ AUGMENTS = ("none", "crop-flip")
 CACHE_VERSION = 1
 
 
-class ConfigError(ValueError):
-    """A bad parameter; the message is one line naming the valid values."""
-
-
-def check_choice(what: str, value: Any, valid) -> None:
-    if value not in valid:
-        raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
-
-
-def per_combo(value, model: str, dataset: str):
-    """A study plan's setting: one value for every run, or a dict keyed by (model, dataset)
-    and/or dataset (None when neither key is present)."""
-    if not isinstance(value, dict):
-        return value
-    return value.get((model, dataset), value.get(dataset))
-
-
 @dataclass(frozen=True)
 class RunConfig:
-    method: str = "dense"            # a name in replicate.methods.METHODS
+    method: str = "dense"            # a name in replicate.methods.method_names()
     model: str = "lenet300-100"      # a name in replicate.models.MODELS
     dataset: str = "fashion_mnist"   # a name in replicate.data.DATASETS
     seed: int = 0
@@ -59,6 +45,8 @@ class RunConfig:
     val_size: int | None = None      # hold out this many training examples (seeded split) for model selection
     normalize: bool | str = False    # True: one training-set mean/std; "channel": per channel
     augment: str = "none"            # "crop-flip": pad 4, random crop, horizontal flip (CIFAR recipes)
+    bptt: int | None = None          # language models: tokens per truncated-backpropagation window (None: 64)
+    grad_clip: float | None = None   # rescale gradients to at most this global norm before each step
     args: Mapping[str, Any] = field(default_factory=dict)  # method hyper-parameters
     parent: "RunConfig | None" = None  # run whose trained weights this one starts from
     version: int = CACHE_VERSION
@@ -67,7 +55,7 @@ class RunConfig:
         # Coerce numeric types so that lr=1 and lr=1.0 hash the same.
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.type in ("float",) and isinstance(v, int) and not isinstance(v, bool):
+            if f.type in ("float", "float | None") and isinstance(v, int) and not isinstance(v, bool):
                 object.__setattr__(self, f.name, float(v))
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
         object.__setattr__(self, "args", dict(sorted(dict(self.args).items())))
@@ -75,13 +63,11 @@ class RunConfig:
     # -- canonical form ------------------------------------------------------
     def canonical(self) -> dict:
         """The configuration with default values left out (the key's input)."""
-        from .methods import get_method
-
         out: dict = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name == "args":
-                defaults = get_method(self.method).defaults
+                defaults = method_defaults(self.method)
                 v = {k: _plain(x) for k, x in v.items() if k not in defaults or defaults[k] != x}
                 if v:
                     out["args"] = v
@@ -131,13 +117,17 @@ class RunConfig:
 
     # -- validation ----------------------------------------------------------
     def validate(self) -> "RunConfig":
-        from .data import DATASETS
+        from .data import DATASETS, spec
         from .methods import get_method
-        from .models import MODELS
+        from .models import FAMILY_TASK, MODELS
 
-        check_choice("method", self.method, _method_names())
+        check_choice("method", self.method, method_names())
         check_choice("model", self.model, tuple(MODELS))
         check_choice("dataset", self.dataset, DATASETS)
+        task = spec(self.dataset).task
+        if FAMILY_TASK[MODELS[self.model].family] != task:
+            raise ConfigError(f"model {self.model!r} ({MODELS[self.model].family}) cannot train on dataset "
+                              f"{self.dataset!r} ({task} data)")
         check_choice("profile", self.profile, PROFILES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -151,6 +141,14 @@ class RunConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if task != "classification" and (self.augment != "none" or self.normalize or self.val_size):
+            raise ConfigError(f"augment, normalize and val_size are for image datasets; {self.dataset!r} is "
+                              f"{task} data (its dev split is fixed)")
+        if self.bptt is not None and (task != "language_model" or not (isinstance(self.bptt, int) and self.bptt >= 1)):
+            raise ConfigError(f"bptt must be a positive number of tokens, and only for language-model datasets; "
+                              f"got bptt={self.bptt!r} for {self.dataset!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be a positive norm or None, got {self.grad_clip!r}")
         if self.val_size is not None and not (isinstance(self.val_size, int) and self.val_size >= 1):
             raise ConfigError(f"val_size must be a positive number of training examples or None, got {self.val_size!r}")
         if self.parent is not None and self.parent.val_size != self.val_size:
@@ -166,12 +164,6 @@ class RunConfig:
         if self.parent is not None:
             self.parent.validate()
         return self
-
-
-def _method_names():
-    from .methods import METHODS
-
-    return tuple(sorted(METHODS))
 
 
 def _plain(v):

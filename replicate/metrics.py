@@ -41,9 +41,10 @@ def layer_stats(model: nn.Module) -> dict:
     return out
 
 
-def macs_per_layer(model: nn.Module, input_shape) -> dict:
+def macs_per_layer(model: nn.Module, input_shape=None, example: torch.Tensor | None = None) -> dict:
     """Dense multiply-accumulates of each Linear/Conv2d layer for one sample
-    (summed over calls, so a layer applied at every step of a recurrence counts every step)."""
+    (summed over calls, so a layer applied at every step of a recurrence counts every step).
+    The sample is zeros of `input_shape`, or `example` (a batch of one, e.g. token ids)."""
     macs, handles = {}, []
 
     def hook(name):
@@ -64,7 +65,9 @@ def macs_per_layer(model: nn.Module, input_shape) -> dict:
     try:
         with torch.no_grad():
             p = next(model.parameters())
-            model(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+            if example is None:
+                example = torch.zeros((1, *input_shape), dtype=p.dtype)
+            model(example.to(p.device))
     finally:
         for h in handles:
             h.remove()
@@ -77,10 +80,11 @@ def sparse_bytes(weights: int, nonzero: int, rows: int, value_bits: int = 32, in
     return (nonzero * (value_bits + index_bits) + (rows + 1) * index_bits) // 8
 
 
-def summarize(model: nn.Module, input_shape) -> dict:
-    """All size metrics of a (possibly masked) model, per layer and in total."""
+def summarize(model: nn.Module, input_shape=None, example: torch.Tensor | None = None) -> dict:
+    """All size metrics of a (possibly masked) model, per layer and in total
+    (MACs for one sample: zeros of `input_shape`, or `example`)."""
     layers = layer_stats(model)
-    macs = macs_per_layer(model, input_shape)
+    macs = macs_per_layer(model, input_shape, example)
     mods = dict(model.named_modules())
     total_w = sum(l["weights"] for l in layers.values())
     total_nz = sum(l["nonzero"] for l in layers.values())

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import os
 
-from . import profiles, report, train
-from .config import check_choice
+from . import claims, profiles, report, train
+from .errors import check_choice
+from .studies import choose  # noqa: F401  (nb.choose in notebooks)
 
 
-def setup(profile: str | None) -> profiles.Profile:
+def setup(profile: str | None, notebook: str | None = None) -> profiles.Profile:
+    """`notebook` ("<paper>/<NN_name>") is written into the claims rows this notebook makes."""
     p = profiles.get(profile)
+    claims.set_notebook(notebook)
     threads = train.set_threads()
     report.style()
     print(f"profile: {p.name} ({p.description}); torch threads: {threads}; "
           f"device: {train.default_device()}")
     return p
-
-
-def choose(profile: str, plans: dict) -> dict:
-    """The plan (settings dict) of the profile in force."""
-    check_choice("profile", profile, tuple(plans))
-    return plans[profile]
 
 
 def check_subset(what: str, values, valid) -> list:
@@ -51,16 +48,13 @@ def _run_in_worker(cfg_dict: dict) -> str:
         return run(RunConfig.from_dict(cfg_dict))["status"]
 
 
-# Rough per-image training cost of each model relative to LeNet-300-100 on this kind of
-# machine; only used to start the longest runs first (unknown models count as conv nets).
-_RELATIVE_COST = {"lenet300-100": 1.0, "lenet5-caffe": 15.0}
-_TRAIN_IMAGES = {"mnist": 60000, "fashion_mnist": 60000, "mnist5k": 4000}
-
-
 def _cost_estimate(cfg) -> float:
-    """A rough cost of running `cfg` (epochs x training images x model cost), for ordering only."""
-    images = cfg.train_size or _TRAIN_IMAGES.get(cfg.dataset, 50000)
-    return max(cfg.epochs, 0.5) * images * _RELATIVE_COST.get(cfg.model, 15.0)
+    """A rough cost of running `cfg` (epochs x training examples x the model's relative cost,
+    from the dataset and model specs), for ordering only."""
+    from . import data, models
+
+    examples = cfg.train_size or data.spec(cfg.dataset).train_examples
+    return max(cfg.epochs, 0.5) * examples * models.spec(cfg.model).relative_cost
 
 
 def _pending_cost(cfg, have) -> float:

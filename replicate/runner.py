@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from . import data as data_mod
-from . import metrics, models, train
+from . import metrics, models, tasks, train
 from .config import RunConfig
 from .methods import get_method
 from .store import Store, repo_root
@@ -63,11 +63,19 @@ def load_data(cfg: RunConfig, *, validation: bool = False):
     return ds
 
 
+def task_for(cfg: RunConfig, ds):
+    """The run's task, from its dataset (with the configuration's task settings)."""
+    if getattr(ds, "task", "classification") == "language_model":
+        return tasks.LanguageModel(bptt=cfg.bptt or 64, unit=ds.unit)
+    return tasks.Classification(augment=cfg.augment)
+
+
 class Context:
     """What a method gets: the configuration, the data and the shared tools."""
 
     def __init__(self, cfg: RunConfig, ds, device, store: Store):
         self.cfg, self.data, self.device, self.store = cfg, ds, device, store
+        self.task = task_for(cfg, ds)
 
     @property
     def input_shape(self):
@@ -91,8 +99,8 @@ class Context:
         kw = dict(epochs=c.epochs if epochs is None else epochs, batch_size=c.batch_size,
                   optimizer=c.optimizer, lr=c.lr, momentum=c.momentum,
                   weight_decay=c.weight_decay, lr_schedule=c.lr_schedule,
-                  lr_milestones=c.lr_milestones, augment=c.augment, seed=c.seed * 1000 + stream,
-                  desc=c.label)
+                  lr_milestones=c.lr_milestones, task=self.task, grad_clip=c.grad_clip,
+                  seed=c.seed * 1000 + stream, desc=c.label)
         kw.update(overrides)
         return train.fit(model, self.data, **kw)
 
@@ -178,29 +186,19 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         return store.get(cfg), None
     wall = time.perf_counter() - t0
     model = result.model
-    top5 = cfg.dataset == "imagenet"      # ImageNet tables report top-5 as well
-    final = train.evaluate(model, ds.x_test, ds.y_test, top5=top5)
-    hist = result.history
-    m = metrics.summarize(model, ctx.input_shape)
-    m.update({
-        "test_acc": final["acc"], "test_error": 1 - final["acc"], "test_loss": final["loss"],
-        "best_test_acc": max((h["test_acc"] for h in hist), default=final["acc"]),
-        "epochs_run": len(hist),
-    })
-    if top5:
-        m.update({"test_top5_acc": final["acc5"], "test_top5_error": 1 - final["acc5"]})
-    if cfg.val_size:
-        v = load_data(cfg, validation=True)
-        val = train.evaluate(model, v.x_test, v.y_test)
-        m.update({"val_acc": val["acc"], "val_error": 1 - val["acc"], "val_loss": val["loss"]})
+    task = ctx.task
+    m = metrics.summarize(model, example=task.example_input(ds))
+    m.update(task.final_metrics(model, ds, result.history,
+                                validation=load_data(cfg, validation=True) if cfg.val_size else None))
     m.update(result.extra)
-    new = {"config": cfg.to_dict(), "status": "ok", "history": hist, "metrics": m,
+    new = {"config": cfg.to_dict(), "status": "ok", "history": result.history, "metrics": m,
            "provenance": _provenance(device, threads, start, wall, ds)}
     if have and record["status"] == "ok" and want_model:
         # Re-ran only to get weights back: keep the stored record, check determinism.
-        if abs(record["metrics"]["test_acc"] - m["test_acc"]) > 1e-9:
-            warnings.warn(f"re-running {cfg.label} to recover its weights gave test accuracy "
-                          f"{m['test_acc']:.4f}, the stored record says {record['metrics']['test_acc']:.4f}",
+        k = f"test_{task.metric}"
+        if abs(record["metrics"][k] - m[k]) > 1e-9:
+            warnings.warn(f"re-running {cfg.label} to recover its weights gave {k} "
+                          f"{m[k]:.4f}, the stored record says {record['metrics'][k]:.4f}",
                           stacklevel=2)
         new = record
     else:

@@ -1,12 +1,15 @@
 """One small training loop for every method.
 
-Methods plug in at three places (see DESIGN.md): they may replace modules
-before training, pass callbacks that run around the optimizer step and at the
-end of each epoch, and pass masks that are re-applied after every step.
+Methods plug in at three places (see the README's layout section): they may
+replace modules before training, pass callbacks that run around the optimizer
+step and at the end of each epoch, and pass masks that are re-applied after
+every step.
 
-Data live in memory as tensors; a batch is a slice of a seeded permutation,
-which is faster than a per-sample DataLoader at this size and makes the data
-order a pure function of (seed, epoch).
+What is being learned is the task's business (replicate.tasks: batches, loss,
+evaluation); the loop owns seeding of the data order, callbacks, masks, the
+penalty hook, gradient clipping, divergence handling and progress, so every
+task gets the same guarantees. The data order is a pure function of
+(seed, epoch).
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .config import ConfigError
+from . import tasks as tasks_mod
+from .errors import ConfigError
+from .tasks.classification import crop_flip, evaluate  # noqa: F401  (used by methods)
 
 
 class Divergence(RuntimeError):
@@ -122,80 +126,42 @@ def apply_masks(masks: dict) -> None:
         p.mul_(m)
 
 
-@torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 500, top5: bool = False) -> dict:
-    """Loss and accuracy over a whole split, in chunks of `batch_size` (no shuffling;
-    chunks of 500 stay in cache: on one thread LeNet-5-Caffe evaluates faster in
-    them than in chunks of 2,000).
-    `x` may be a tensor or streamed images (replicate.imagenet.LazyImages, decoded
-    a chunk at a time); `top5=True` adds the top-5 accuracy as "acc5"."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    if not isinstance(x, torch.Tensor):
-        batch_size = min(batch_size, x.eval_chunk)
-    loss_sum, correct, correct5 = 0.0, 0, 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        out = model(xb)
-        loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
-        correct += (out.argmax(1) == yb).sum().item()
-        if top5:
-            correct5 += (out.topk(min(5, out.shape[1]), dim=1).indices == yb[:, None]).any(1).sum().item()
-    model.train(was_training)
-    n = max(len(x), 1)
-    res = {"loss": loss_sum / n, "acc": correct / n}
-    if top5:
-        res["acc5"] = correct5 / n
-    return res
-
-
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding, then a random horizontal flip, per image."""
-    n, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    cols = torch.arange(w, device=x.device)
-    cols = torch.where(flip[:, None], w - 1 - cols, cols) + ox[:, None]   # (n, w)
-    rows = torch.arange(h, device=x.device) + oy[:, None]                   # (n, h)
-    b = torch.arange(n, device=x.device)[:, None, None]
-    return xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
-
-
 def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd",
         lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
         lr_schedule: str = "constant", lr_milestones=(), seed: int = 0,
         callbacks=(), masks: dict | None = None, optimizer_obj=None,
         params=None, penalty=None, desc: str = "train", progress: bool | None = None,
-        augment: str = "none") -> list:
-    """Train `model` on `data` (a replicate.data.Dataset) and return per-epoch history.
+        augment: str = "none", task=None, grad_clip: float | None = None) -> list:
+    """Train `model` on `data` (a loaded dataset) and return per-epoch history.
 
+    `task` (replicate.tasks) supplies batches, loss and evaluation; by default it is
+    the dataset's own task (classification for images, with `augment`).
     `params` restricts what the optimizer updates (default: all parameters);
     `optimizer_obj` passes a ready optimizer instead (e.g. with extra param groups);
     `penalty()` returns a scalar added to every batch's loss (a method's regularizer);
+    `grad_clip` rescales the gradient to at most this global norm before each step;
     `augment="crop-flip"` pads each training batch by 4, crops it back at a random
     offset and flips half of it horizontally (seeded with the data order).
     Streamed images (replicate.imagenet.LazyImages) bring their own augmentation
     (random resized crop and flip, drawn from the same seeded generator), so
     `augment` must stay "none" for them.
+    Each history entry holds the task's test metrics as test_<name> (test_acc, test_bpc, ...).
     Raises Divergence when an epoch's training loss is not finite.
     """
+    if task is None:
+        task = tasks_mod.for_data(data, **({"augment": augment} if augment != "none" else {}))
+    elif augment != "none":
+        raise ConfigError("pass augment to the task, not to fit, when giving a task")
     device = next(model.parameters()).device
-    x, y = data.x_train.to(device), data.y_train.to(device)
+    prepared = task.prepare(data, device)
     xt, yt = data.x_test, data.y_test
-    streamed = not isinstance(x, torch.Tensor)
-    if streamed and augment != "none":
-        raise ConfigError(f"augment={augment!r} is for in-memory image tensors; streamed images "
-                          "(ImageNet) are augmented by their own loader, so use augment='none'")
     opt = optimizer_obj or make_optimizer(
         params if params is not None else model.parameters(), optimizer, lr, momentum, weight_decay)
     masks = masks if masks is not None else {}
-    n = len(x)
-    steps_per_epoch = math.ceil(n / batch_size)
+    steps_per_epoch = task.steps_per_epoch(prepared, batch_size)
     state = State(model=model, optimizer=opt, masks=masks, steps_per_epoch=steps_per_epoch,
                   total_steps=steps_per_epoch * epochs)
+    clip_params = [p for g in opt.param_groups for p in g["params"]] if grad_clip else None
     # Pre-bind only the hooks callbacks actually define: the loop stays as cheap as a bare one.
     hooks = {name: [getattr(cb, name) for cb in callbacks
                     if getattr(type(cb), name, None) is not getattr(Callback, name)]
@@ -217,16 +183,10 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
             g["lr"] = lr_at(epoch, g.get("initial_lr", g.setdefault("initial_lr", g["lr"])),
                             lr_schedule, epochs, lr_milestones)
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            xb = x.batch(idx, gen).to(device) if streamed else x[idx]
-            yb = y[idx]
-            if augment != "none":
-                xb = crop_flip(xb, gen)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
+        seen = 0
+        for xb, yb, count in task.batches(prepared, batch_size, gen):
+            loss, out = task.loss(model, xb, yb)
             if penalty is not None:
                 loss = loss + penalty()
             opt.zero_grad(set_to_none=True)
@@ -234,14 +194,17 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
             state.loss, state.inputs, state.targets, state.output = loss, xb, yb, out
             for h in hooks["before_step"]:
                 h(state)
+            if clip_params:
+                torch.nn.utils.clip_grad_norm_(clip_params, grad_clip)
             opt.step()
             if masks:
                 apply_masks(masks)
             state.step += 1
             for h in hooks["after_step"]:
                 h(state)
-            loss_sum += loss.detach() * len(idx)
-        train_loss = loss_sum.item() / n
+            loss_sum += loss.detach() * count
+            seen += count
+        train_loss = loss_sum.item() / seen
         train_time = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             if bar:
@@ -249,14 +212,14 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
             err = Divergence(epoch + 1, train_loss)
             err.history = state.history
             raise err
-        test = evaluate(model, xt, yt)
+        test = task.evaluate(model, xt, yt)
         state.history.append({"epoch": epoch + 1, "train_loss": train_loss,
-                              "test_loss": test["loss"], "test_acc": test["acc"],
+                              **{f"test_{k}": v for k, v in test.items()},
                               "lr": opt.param_groups[0]["lr"], "epoch_time_s": train_time})
         for h in hooks["on_epoch_end"]:
             h(state)
         if bar:
-            bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{test['acc']:.4f}")
+            bar.set_postfix(loss=f"{train_loss:.3f}", **{task.metric: f"{test[task.metric]:.4f}"})
             bar.update(1)
         if state.stop:
             break

@@ -336,7 +336,7 @@ def test_missing_mnist_message(tmp_path, monkeypatch):
 
 
 def test_missing_fashion_and_cifar_messages(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data.images, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
     with pytest.raises(DataNotFound, match="apt-get install dataset-fashion-mnist"):
         data.load("fashion_mnist")
     with pytest.raises(DataNotFound, match="paper"):

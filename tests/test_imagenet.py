@@ -134,7 +134,7 @@ def test_streamed_training_run_end_to_end(imagenet_dir, monkeypatch):
         torch.manual_seed(0)
         return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
                                    torch.nn.Flatten(), torch.nn.Linear(16, classes))
-    monkeypatch.setitem(models.MODELS, "tiny-rgb", tiny)
+    monkeypatch.setitem(models.MODELS, "tiny-rgb", models.ModelSpec("tiny-rgb", tiny, "vision", 1.0))
     base = RunConfig(method="dense", model="tiny-rgb", dataset="imagenet", profile="smoke", epochs=2,
                      batch_size=4, val_size=3)
     rec = run(base)

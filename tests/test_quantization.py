@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from replicate.config import per_combo
+from replicate.studies import per_combo
 from replicate.methods import adaptive_quant as aq, quantization as q
 
 
@@ -149,7 +149,8 @@ def test_uniform_and_deep_compression_runs_produce_what_they_count():
 
 def test_binaryconnect_keeps_its_shadow_weights_and_its_binarized_child_matches_it():
     import replicate
-    from replicate import aq_study, runner
+    from replicate import runner
+    from replicate.studies import aq as aq_study
     from replicate.config import ConfigError, RunConfig
     small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
     cfg = RunConfig(method="uniform_quant", epochs=1, args={"bits": 1, "latent": True}, **small)
@@ -166,7 +167,8 @@ def test_binaryconnect_keeps_its_shadow_weights_and_its_binarized_child_matches_
 
 def test_adaptive_quantization_of_a_binary_layer_reports_its_distinct_values():
     import replicate
-    from replicate import aq_study, runner
+    from replicate import runner
+    from replicate.studies import aq as aq_study
     from replicate.config import RunConfig
     small = dict(model="lenet300-100", dataset="mnist5k", train_size=500, test_size=200)
     bnn = RunConfig(method="uniform_quant", epochs=1, args={"bits": 1, "latent": True}, **small)
@@ -181,7 +183,7 @@ def test_adaptive_quantization_of_a_binary_layer_reports_its_distinct_values():
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_the_aq_study_plans_are_valid_configurations(profile):
-    from replicate import aq_study as S
+    from replicate.studies import aq as S
     p = S.plan(profile)
     for d in p["datasets"]:
         for m in S.MODELS:
@@ -197,7 +199,7 @@ def test_the_aq_study_plans_are_valid_configurations(profile):
 
 
 def test_plan_settings_per_model_and_dataset():
-    from replicate import aq_study as S
+    from replicate.studies import aq as S
     table = {"fashion_mnist": 5000, ("lenet5-caffe", "fashion_mnist"): 1000}
     assert per_combo(table, "lenet5-caffe", "fashion_mnist") == 1000
     assert per_combo(table, "lenet300-100", "fashion_mnist") == 5000

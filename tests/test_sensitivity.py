@@ -177,7 +177,7 @@ def test_phase2_configs_name_the_method_the_control_and_threshold_only():
 
 
 def test_study_plan_shares_runs_between_notebooks_and_names_its_subsets():
-    from replicate import sensitivity_study as study
+    from replicate.studies import sensitivity as study
     # LeNet-300-100's Fashion-MNIST second phase is notebook 02's plain-SGD run (same key, one run)
     for kind in ("sensitivity", "weight decay"):
         mine = study.phase2("lenet300-100", "fashion_mnist", 1, "cpu", 1e-4, 0.5, kind)

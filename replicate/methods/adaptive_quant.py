@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from ..config import ConfigError, RunConfig, check_choice
 from ..metrics import prunable
 from ..train import evaluate
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 from . import quantization as q
 
 TAU_ROUNDINGS = ("exact", "pow2")
@@ -213,18 +214,7 @@ def run_aq(model, x, y, *, delta: float, bound: str = "additive", linearize: str
 class AdaptiveQuant(Method):
     name = "adaptive_quant"
     needs_parent = True
-    defaults = {
-        "delta": 0.01,            # loss bound: L0 + delta ("additive") or L0 x (1 + delta) ("relative")
-        "bound": "additive",
-        "linearize": "initial",   # eq. 19: gradient at W0, or at the current quantized weights
-        "radius0": 2 ** -6,       # initial trust radius on the margins
-        "expand": 2.0,
-        "shrink": 2.0,
-        "max_iters": 25,          # the summary's "about 25 iterations"
-        "patience": 3,
-        "tau_rounding": "pow2",   # margins rounded down to powers of two (the size bound is tight there)
-        "grad_samples": 10000,    # training images for the loss and gradient (first n of a fixed permutation); None: all
-    }
+    defaults = ARGS["adaptive_quant"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)

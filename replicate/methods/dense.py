@@ -1,12 +1,13 @@
 """Dense training: the reference every compression method is measured against."""
 from __future__ import annotations
 
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 
 class Dense(Method):
     name = "dense"
-    defaults = {}
+    defaults = ARGS["dense"]
 
     def run(self, ctx) -> Result:
         model = ctx.build_model()

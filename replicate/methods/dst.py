@@ -39,7 +39,8 @@ from torch import nn
 
 from ..config import ConfigError, RunConfig, check_choice
 from ..train import Callback
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 ESTIMATORS = ("long_tailed", "ste", "triangle")
 GRANULARITIES = ("neuron", "layer", "weight")
@@ -330,15 +331,7 @@ class SparsityLog(Callback):
 
 class DST(Method):
     name = "dst"
-    defaults = {
-        "alpha": 5e-4,               # regularizer strength (MNIST LeNets: README and SUB Fig. 3)
-        "estimator": "long_tailed",  # eq. 3
-        "granularity": "neuron",     # one threshold per output neuron / filter (SUB section 3)
-        "regularizer": "exp",        # eq. 5
-        "reset": "train_and_eval",   # official code: <= 1 % kept -> thresholds to 0, also in eval
-        "step_at_zero": 0,           # official code: strict '>' (the paper's figure has S(0) = 1)
-        "threshold_decay": False,    # CIFAR code applies weight decay to thresholds too
-    }
+    defaults = ARGS["dst"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)
@@ -383,48 +376,3 @@ class DST(Method):
 
 
 register(DST())
-
-
-# -- the MNIST recipe, shared by the DST notebooks ---------------------------------
-# Notebooks 01-03 must build identical configurations to share run records, so
-# the schedule per profile lives here, once.
-
-MNIST_STEPS_20_EPOCHS = 20 * math.ceil(60000 / 64)  # the paper's 20 MNIST epochs at batch 64
-
-
-def epochs_for_steps(n_train: int, steps: int, batch: int = 64) -> int:
-    """Epochs of a smaller training set that give about `steps` optimizer steps."""
-    return max(1, round(steps / math.ceil(n_train / batch)))
-
-
-def recipe_schedule(profile: str) -> dict:
-    """Per profile: datasets, subset sizes and, per (model, dataset), a tuple
-    (recipe epochs, longer-schedule epochs or None, alpha scale, fine-tune epochs
-    of the magnitude context run). Scale 1 means the paper's alpha. In the cpu
-    profile LeNet-5 runs a compressed schedule: 3 Fashion-MNIST epochs (and the
-    same steps on MNIST-5k) with alpha x 20/3, so that lr * alpha * steps matches
-    the paper's 20 epochs."""
-    plans = {
-        "smoke": {"datasets": ["mnist5k"], "train_size": 1000, "test_size": 500,
-                  "runs": {("lenet300-100", "mnist5k"): (2, 3, 1.0, 1), ("lenet5-caffe", "mnist5k"): (1, None, 1.0, 1)}},
-        "cpu": {"datasets": ["fashion_mnist", "mnist5k"], "train_size": None, "test_size": None,
-                "runs": {("lenet300-100", "fashion_mnist"): (20, 60, 1.0, 2),
-                         ("lenet300-100", "mnist5k"): (epochs_for_steps(4000, MNIST_STEPS_20_EPOCHS),
-                                                       epochs_for_steps(4000, 3 * MNIST_STEPS_20_EPOCHS), 1.0, 10),
-                         ("lenet5-caffe", "fashion_mnist"): (3, None, 20 / 3, 1),
-                         ("lenet5-caffe", "mnist5k"): (epochs_for_steps(4000, 3 * math.ceil(60000 / 64)), None, 20 / 3, 5)}},
-        "paper": {"datasets": ["mnist"], "train_size": None, "test_size": None,
-                  "runs": {("lenet300-100", "mnist"): (20, 60, 1.0, 2), ("lenet5-caffe", "mnist"): (20, 60, 1.0, 2)}},
-    }
-    check_choice("profile", profile, tuple(plans))
-    return plans[profile]
-
-
-def recipe_config(model: str, dataset: str, seed: int, profile: str, epochs: int,
-                  alpha: float | None = None) -> RunConfig:
-    """The paper's MNIST recipe (SGD lr 0.01, momentum 0.9, batch 64, no weight
-    decay, no input normalisation): dense when alpha is None, else DST with alpha."""
-    plan = recipe_schedule(profile)
-    c = RunConfig(model=model, dataset=dataset, seed=seed, profile=profile, epochs=epochs, lr=0.01,
-                  momentum=0.9, batch_size=64, train_size=plan["train_size"], test_size=plan["test_size"])
-    return c if alpha is None else c.replace(method="dst", args={"alpha": alpha})

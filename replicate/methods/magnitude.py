@@ -29,7 +29,8 @@ import torch
 from ..config import ConfigError, RunConfig, check_choice
 from ..metrics import prunable
 from ..train import Callback
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 SCHEDULES = ("iterative", "oneshot", "gradual")
 SCOPES = ("std", "global", "layer")
@@ -132,15 +133,7 @@ class GradualPruning(Callback):
 
 class Magnitude(Method):
     name = "magnitude"
-    defaults = {
-        "schedule": "iterative",  # iterative (Han) | oneshot | gradual (Zhu & Gupta)
-        "compression": None,      # target: prunable weights / non-zero weights (>= 1) ...
-        "sparsity": None,         # ... or the target fraction of zeros, in [0, 1)
-        "scope": "std",           # std: Han's q*sigma per layer | global | layer
-        "prune_start": 0.0,       # gradual: fraction of training before pruning starts
-        "prune_end": 0.75,        # gradual: fraction of training at which s_f is reached
-        "prune_every": 100,       # gradual: optimizer steps between pruning events
-    }
+    defaults = ARGS["magnitude"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)

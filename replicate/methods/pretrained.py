@@ -10,7 +10,8 @@ default ``~/.cache/torch``); without internet, put the file there yourself.
 from __future__ import annotations
 
 from ..config import ConfigError, check_choice
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 # model -> (torchvision builder name, the weight sets it publishes)
 WEIGHTS = {"vgg16": ("vgg16", ("IMAGENET1K_V1",))}
@@ -32,7 +33,7 @@ def torchvision_state_dict(model: str, weights: str) -> dict:
 
 class Pretrained(Method):
     name = "pretrained"
-    defaults = {"weights": "IMAGENET1K_V1"}
+    defaults = ARGS["pretrained"]
 
     def validate(self, cfg) -> None:
         super().validate(cfg)

@@ -26,7 +26,8 @@ from torch.nn.utils import parametrize
 from ..config import ConfigError, RunConfig
 from ..metrics import prunable
 from ..train import Callback, evaluate
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 FLOAT_BITS = 32
 
@@ -181,7 +182,7 @@ class UniformQuant(Method):
     error is the shadow network's."""
 
     name = "uniform_quant"
-    defaults = {"bits": 8, "latent": False}
+    defaults = ARGS["uniform_quant"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)
@@ -272,7 +273,7 @@ class DeepCompression(Method):
 
     name = "deep_compression"
     needs_parent = True
-    defaults = {"conv_bits": 8, "fc_bits": 5}
+    defaults = ARGS["deep_compression"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)

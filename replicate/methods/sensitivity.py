@@ -39,7 +39,8 @@ from torch import nn
 
 from ..config import ConfigError, RunConfig, check_choice
 from ..train import Callback
-from . import Method, Result, register
+from .args import ARGS
+from .base import Method, Result, register
 
 COEFFICIENTS = ("specific", "unspecific", "lower_bound", "loss", "none")
 OUTPUTS = ("logits", "softmax")
@@ -226,16 +227,7 @@ def _summ(x: torch.Tensor) -> dict:
 
 class Sensitivity(Method):
     name = "sensitivity"
-    defaults = {
-        "lam": 1e-4,                   # lambda of eq. 9 (not scaled by the learning rate)
-        "threshold": 1e-3,             # T: |w| < T is pruned after every epoch
-        "threshold_scale": "absolute",  # or "layer_std": T x std of the layer's weights
-        "coefficients": "specific",    # eq. 7
-        "outputs": "logits",
-        "reduction": "batch_mean",     # one extra backward pass per step
-        "form": "bounded",             # eq. 8: S-bar = max(0, 1 - S)
-        "mask": True,                  # pruned weights stay at zero
-    }
+    defaults = ARGS["sensitivity"]
 
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)

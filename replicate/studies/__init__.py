@@ -1,0 +1,27 @@
+"""Study plans: one module per paper, holding the runs its notebooks share.
+
+Methods hold algorithms and the builder for one run; studies hold the plans that
+several notebooks of a paper read (so they ask for identical configurations and
+the run store returns what an earlier notebook already ran); notebooks hold the
+question, the grid a reader must see, the verdict thresholds and the prose.
+Import a study one way: `from replicate.studies import dst as study`.
+
+This module holds the helpers every plan uses.
+"""
+from __future__ import annotations
+
+from ..errors import check_choice
+
+
+def per_combo(value, model: str, dataset: str):
+    """A plan's setting: one value for every run, or a dict keyed by (model, dataset)
+    and/or dataset (None when neither key is present)."""
+    if not isinstance(value, dict):
+        return value
+    return value.get((model, dataset), value.get(dataset))
+
+
+def choose(profile: str, plans: dict) -> dict:
+    """The plan (settings dict) of the profile in force; one-line error for a profile without one."""
+    check_choice("profile", profile, tuple(plans))
+    return plans[profile]

@@ -1,0 +1,31 @@
+"""Tasks: what the one training loop needs to know about the data it trains on.
+
+A task supplies a training epoch's batches, the loss of a batch, the evaluation
+of a split (a dict of metrics) and the metrics a run records; the loop in
+replicate.train supplies everything else (seeding, callbacks, masks, the
+penalty hook, gradient clipping, divergence handling, progress). The task of a
+run comes from its dataset's spec (replicate.data.SPECS), never from a flag.
+
+* classification: in-memory images (or streamed ImageNet) and labels; accuracy.
+* language_model: contiguous token streams, truncated backpropagation through
+  time with the hidden state carried between windows and detached; bits per
+  character (or perplexity for word tokens).
+"""
+from __future__ import annotations
+
+from ..errors import check_choice
+from .base import Task
+from .classification import Classification
+from .language_model import LanguageModel
+
+TASKS = {"classification": Classification, "language_model": LanguageModel}
+
+
+def for_data(data, **options) -> Task:
+    """The task of a loaded dataset (its `task` attribute; images are classification)."""
+    name = getattr(data, "task", "classification")
+    check_choice("task", name, tuple(TASKS))
+    return TASKS[name](**options)
+
+
+__all__ = ["Task", "Classification", "LanguageModel", "TASKS", "for_data"]

@@ -1,0 +1,127 @@
+"""The language-modelling task: BPTT batches, carried and detached hidden state,
+bits per character, and a character LM trained end to end through the CLI on a
+fabricated King James-style dump."""
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+from replicate import data, models, tasks, train
+from replicate.__main__ import main
+from replicate.config import ConfigError, RunConfig
+from replicate.data import text
+from replicate.store import Store
+
+VERSES = ["In the beginning was the word, and the word was good.",
+          "And the light shone upon the waters, and it was evening.",
+          "Blessed are they that keep the way, for they shall see."]
+
+
+def fake_dump(n_lines: int = 900) -> bytes:
+    books = ["Ge", "Ex", "1Sa", "Joh", "Re"]
+    return "".join(f"{books[i % 5]}{i // 30 + 1}:{i % 30 + 1} {VERSES[i % 3]}\n" for i in range(n_lines)).encode()
+
+
+@pytest.fixture
+def kjv_dir(tmp_path, monkeypatch):
+    raw = fake_dump()
+    (tmp_path / "data" / "kjv").mkdir(parents=True)
+    (tmp_path / "data" / "kjv" / "kjv.txt").write_bytes(raw)
+    monkeypatch.setenv("REPLICATE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(text, "KJV_DUMP_MD5", hashlib.md5(raw).hexdigest())
+    data._clear_cache()
+    yield raw
+    data._clear_cache()
+
+
+def test_kjv_loader_strips_references_and_splits_like_enwik8(kjv_dir):
+    ds = data.load("kjv_char")
+    plain = text.strip_references(kjv_dir.decode())
+    assert "Ge1:1" not in plain and plain.startswith(VERSES[0])
+    n = len(plain)
+    assert len(ds.test) == len(ds.dev) == int(0.05 * n) and len(ds.train) + 2 * len(ds.test) == n
+    assert ds.vocab[0] == text.UNK and "".join(ds.vocab[i] for i in ds.train[:10].tolist()) == plain[:10]
+
+
+def test_kjv_checksum_and_missing_data_errors(kjv_dir, monkeypatch, tmp_path):
+    monkeypatch.setattr(text, "KJV_DUMP_MD5", "0" * 32)
+    with pytest.raises(data.DataCorrupt, match="apt-get install bible-kjv bible-kjv-text"):
+        data.load("kjv_char")
+    monkeypatch.setenv("REPLICATE_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(text, "KJV_COMMAND", ("no-such-bible-program",))
+    data._clear_cache()
+    with pytest.raises(data.DataNotFound, match="apt-get install bible-kjv bible-kjv-text"):
+        data.load("kjv_char")
+
+
+def test_bptt_batches_cover_the_stream_and_shift_targets():
+    task = tasks.LanguageModel(bptt=5)
+    stream = torch.arange(43)
+    prepared = task.prepare(type("D", (), {"x_train": stream})(), "cpu")
+    got = list(task.batches(prepared, 4, None))
+    assert task.steps_per_epoch(prepared, 4) == len(got) == 2   # rows of 10 tokens: windows 5 and 4
+    x, y, count = got[0]
+    assert x.shape == (4, 5) and torch.equal(y, x + 1) and count == 20
+    assert torch.equal(got[1][0][0], torch.tensor([5, 6, 7, 8]))
+
+
+def test_hidden_state_is_carried_and_detached():
+    torch.manual_seed(0)
+    model = models.build("char-lstm", (), 7)
+    task = tasks.LanguageModel(bptt=4)
+    x = torch.randint(0, 7, (2, 4))
+    task.loss(model, x, x)
+    h1 = task.hidden
+    assert h1 is not None and not h1[0].requires_grad
+    loss_carried, _ = task.loss(model, x, x)
+    task.hidden = None
+    loss_fresh, _ = task.loss(model, x, x)
+    assert not torch.isclose(loss_carried, loss_fresh)
+
+
+def test_bits_per_character_of_a_uniform_model_is_log2_vocab():
+    class Uniform(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, hidden=None):
+            return torch.zeros(*x.shape, 16) + self.w, hidden
+
+    m = tasks.LanguageModel(bptt=8).evaluate(Uniform(), torch.randint(0, 16, (400,)))
+    assert m["bpc"] == pytest.approx(4.0) and m["loss"] == pytest.approx(math.log(16))
+
+
+def test_language_model_options_are_checked():
+    with pytest.raises(ConfigError, match="bptt must be a positive number"):
+        RunConfig(model="char-lstm", dataset="kjv_char", bptt=0).validate()
+    with pytest.raises(ConfigError, match="bptt must be a positive number"):
+        RunConfig(dataset="mnist5k", bptt=32).validate()
+    with pytest.raises(ConfigError, match="cannot train on dataset 'kjv_char'"):
+        RunConfig(model="lenet300-100", dataset="kjv_char").validate()
+    with pytest.raises(ConfigError, match="are for image datasets"):
+        RunConfig(model="char-lstm", dataset="kjv_char", val_size=100).validate()
+
+
+def test_char_lm_trains_through_the_cli(kjv_dir, capsys):
+    argv = ["run", "--model", "char-lstm", "--dataset", "kjv_char", "--epochs", "3", "--lr", "1.0",
+            "--momentum", "0", "--batch-size", "8", "--bptt", "32", "--grad-clip", "0.5",
+            "--train-size", "8000", "--test-size", "1000"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    cfg = RunConfig(method="dense", model="char-lstm", dataset="kjv_char", epochs=3, lr=1.0, momentum=0.0,
+                    batch_size=8, bptt=32, grad_clip=0.5, train_size=8000, test_size=1000)
+    rec = Store.for_profile("cpu").get(cfg)
+    assert rec is not None and rec["key"] == out["key"] and rec["status"] == "ok"
+    m = rec["metrics"]
+    assert set(rec["history"][0]) >= {"test_bpc", "test_loss", "train_loss"}
+    vocab = len(data.load("kjv_char").vocab)
+    # the three repeated verses are easy: far below a uniform guess over the vocabulary
+    assert m["test_bpc"] < 0.6 * math.log2(vocab) and m["val_bpc"] < 0.6 * math.log2(vocab)
+    assert rec["history"][-1]["test_bpc"] < rec["history"][0]["test_bpc"]
+    assert m["weights"] > 0 and m["dense_macs"] > 0
+    # same seed, same record
+    assert main(argv + ["--fresh"]) == 0
+    assert Store.for_profile("cpu").get(cfg)["metrics"]["test_bpc"] == m["test_bpc"]

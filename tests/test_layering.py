@@ -1,0 +1,72 @@
+"""The layering the architecture relies on, and the committed run keys, pinned.
+
+* Computing a run key or a record's path imports no method implementation, no
+  study, no notebook helper, and nothing beyond the standard library (so a
+  method's heavy dependencies never become dependencies of the store).
+* Every committed record under results/runs/ still has the key its configuration
+  hashes to, sits at the path the store computes for it, and passes its checksum:
+  a refactor that changed a key or a default would orphan stored runs.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from replicate.config import RunConfig
+from replicate.store import Store, _checksum
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "results" / "runs"
+
+_PROBE = """
+import sys
+from replicate.config import RunConfig
+from replicate.store import Store
+p = RunConfig(dataset="mnist5k", epochs=2)
+c = p.replace(method="dst", parent=None, args={"alpha": 1e-3})
+m = RunConfig(method="magnitude", parent=p, args={"compression": 4.0})
+Store("unused").path(c); Store("unused").path(m); c.canonical(); m.key
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_keys_and_store_paths_import_no_implementation():
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout.split()
+    ours = {m for m in out if m.startswith("replicate")}
+    allowed = {"replicate", "replicate.errors", "replicate.config", "replicate.store",
+               "replicate.methods", "replicate.methods.base", "replicate.methods.args"}
+    assert ours <= allowed, f"computing a key imported {sorted(ours - allowed)}"
+    third_party = {m.split(".")[0] for m in out} & {"torch", "numpy", "pandas", "matplotlib", "scipy",
+                                                    "tqdm", "mlxtend", "transformers", "sru"}
+    assert not third_party, f"computing a key imported {sorted(third_party)}"
+
+
+def test_get_method_loads_its_module_on_demand():
+    from replicate.methods import get_method, method_names
+
+    for name in method_names():
+        m = get_method(name)
+        assert m.name == name and m.defaults is get_method(name).defaults
+
+
+def _committed():
+    return sorted(RUNS.rglob("*.json")) if RUNS.exists() else []
+
+
+@pytest.mark.skipif(not _committed(), reason="no committed run records")
+def test_every_committed_record_keeps_its_key_path_and_checksum():
+    store = Store(RUNS)
+    bad = []
+    for path in _committed():
+        rec = json.loads(path.read_text())
+        cfg = RunConfig.from_dict(rec["config"])
+        if cfg.key != rec["key"]:
+            bad.append(f"{path.relative_to(ROOT)}: config hashes to {cfg.key}, record says {rec['key']}")
+        elif store.path(cfg) != path:
+            bad.append(f"{path.relative_to(ROOT)}: the store would look for it at {store.path(cfg).name}")
+        elif _checksum(rec) != rec["checksum"]:
+            bad.append(f"{path.relative_to(ROOT)}: checksum mismatch")
+    assert not bad, f"{len(bad)} committed record(s) no longer match:\n" + "\n".join(bad[:20])
