@@ -65,6 +65,12 @@ def budget(ours: float | None, paper: float | None) -> str:
     return f"{ours / paper:.2g}"
 
 
+def data_scope(datasets, paper_data=("mnist", "cifar10", "svhn", "imagenet", "enwik8")) -> str:
+    """"paper data" when every dataset is one the papers used, else "proxy: <the others>"."""
+    proxies = [d for d in dict.fromkeys(datasets) if d not in paper_data]
+    return "paper data" if not proxies else "proxy: " + ", ".join(proxies)
+
+
 def below_paper(budget_vs_paper: str) -> bool:
     try:
         return float(budget_vs_paper) < 1

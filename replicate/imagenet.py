@@ -1,6 +1,6 @@
 """Streamed image datasets: ImageNet (ILSVRC 2012) for the ``paper`` profile.
 
-The MNIST-scale datasets live in memory as tensors (see ``data.py``). ImageNet's
+The MNIST-scale datasets live in memory as tensors (see ``replicate/data/``). ImageNet's
 1.28 M training images do not fit, so its ``Dataset`` holds a
 :class:`LazyImages` in place of each image tensor: a list of files that stands
 in for an ``(N, 3, 224, 224)`` float32 tensor and decodes images only when a

@@ -15,19 +15,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .claims import VERDICTS  # noqa: F401  (write_claims checks against the same list)
 from .store import repo_root
 
 TABLE_COLUMNS = ["experiment", "model", "dataset", "profile", "metric", "paper", "paper_source",
                  "paper_verified", "paper_dataset", "ours_mean", "ours_std", "n_seeds", "n_failed",
                  "diff", "note"]
 CLAIM_COLUMNS = ["claim_id", "claim", "source", "verdict", "evidence", "notebook"]
-VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
 
 
 def output_root(profile: str) -> Path:
     """Committed results are the cpu profile's; other profiles write under build/<profile>/."""
     root = repo_root()
     return root if profile == "cpu" else root / "build" / profile
+
+
+def metric(name: str, scale: float = 1.0):
+    """An accessor: record -> scale x its final metric `name` (e.g. metric("test_error", 100) in %)."""
+    def get(r):
+        return scale * r["metrics"][name]
+    get.__name__ = f"{name}x{scale:g}"
+    return get
+
+
+def seed_of(r) -> int:
+    return r["config"]["seed"]
+
+
+def change_vs(reference: dict, fn, key=seed_of):
+    """An accessor: record -> fn(record) - fn(the reference record of the same seed); `reference`
+    maps key(record) (by default the seed) to the reference run's record (the paired change
+    against the same seed's dense or base model)."""
+    def get(r):
+        return fn(r) - fn(reference[key(r)])
+    return get
 
 
 def values(records, fn) -> tuple:

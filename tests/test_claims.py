@@ -63,3 +63,8 @@ def test_write_merges_by_id_and_fills_scope(tmp_path, monkeypatch):
     assert b.verdict == "inconclusive" and b.notebook == "notebooks/demo/02_second.ipynb"
     assert a.budget_vs_paper == "0.1" and b.data == "proxy: mnist5k"
     claims.set_notebook(None)
+
+
+def test_data_scope():
+    assert claims.data_scope(["mnist"]) == "paper data"
+    assert claims.data_scope(["fashion_mnist", "mnist5k", "mnist5k"]) == "proxy: fashion_mnist, mnist5k"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from replicate import data, models, tasks, train
+from replicate import data, models, tasks
 from replicate.__main__ import main
 from replicate.config import ConfigError, RunConfig
 from replicate.data import text

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import replicate
-from replicate import metrics, models
+from replicate import metrics
 from replicate.config import RunConfig
 from replicate.methods import magnitude
 

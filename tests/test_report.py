@@ -84,3 +84,31 @@ def test_row_says_when_its_runs_used_a_training_subset():
     get = lambda x: x["metrics"]["test_acc"]   # noqa: E731
     assert "subset" not in report.row("e", "m", "d", "cpu", "acc", full, get)["note"]
     assert "training subset of 10,000 images" in report.row("e", "m", "d", "cpu", "acc", iter(sub), get)["note"]
+
+
+def test_metric_and_paired_change_accessors():
+    base = {s: {"config": {"seed": s}, "metrics": {"test_error": e}} for s, e in ((0, 0.10), (1, 0.20))}
+    runs = [{"config": {"seed": s}, "metrics": {"test_error": e}} for s, e in ((0, 0.15), (1, 0.18))]
+    err = report.metric("test_error", 100)
+    assert err(runs[0]) == pytest.approx(15.0)
+    change = report.change_vs(base, err)
+    assert [round(change(r), 6) for r in runs] == [5.0, -2.0]
+
+
+def test_plot_helpers_make_panels_bands_and_files(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from replicate import plots
+
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    fig, axes = plots.panels([("a", "x"), ("b", "x"), ("c", "x"), ("d", "x")], ncols=3)
+    assert len(axes) == 4 and not fig.axes[5].get_visible()
+    ax = axes[("a", "x")]
+    plots.band(ax, [1, 2], [[1.0, 3.0], [2.0, 2.0]], label="m")
+    plots.errorbars(ax, [1, 2], [[1.0], [2.0, 4.0]], label="e")
+    plots.label(ax, "epoch", "error (%)", plots.title("lenet", "mnist5k", profile="smoke"))
+    assert ax.get_title() == "lenet, mnist5k (smoke profile)" and ax.get_legend() is not None
+    m, s = plots.mean_std([[1.0, 3.0], [2.0]])
+    assert list(m) == [2.0, 2.0] and s[1] == 0.0
+    assert plots.finish(fig, "demo", "panels", "smoke") is None
+    assert (tmp_path / "build" / "smoke" / "figures" / "demo" / "panels.png").exists()

@@ -12,6 +12,7 @@ an operating point on validation error and report the test error).
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from ..config import ConfigError, RunConfig, check_choice
 from . import per_combo
@@ -156,8 +157,8 @@ def run_grids(combos, seeds, profile: str) -> dict:
     """Run (or read from the store) the shared grid of every (model, dataset) in
     `combos` and seed; returns {(model, dataset, seed, key): record}. Parents run
     before their children so that the worker processes only get independent runs."""
-    from . import notebook as nb
-    from .runner import run
+    from .. import notebook as nb
+    from ..runner import run
 
     grids = {(m, d, s): grid(m, d, s, profile) for m, d in combos for s in seeds}
     nb.run_all([g[("base", None)] for g in grids.values()], "base models (trained to near convergence)")
@@ -166,6 +167,45 @@ def run_grids(combos, seeds, profile: str) -> dict:
     nb.run_all([c for g in grids.values() for k, c in g.items() if k[0] in ("dc", "binarized")],
                "Deep Compression (k-means + Huffman), binarized networks")
     return {(m, d, s, k): run(c) for (m, d, s), g in grids.items() for k, c in g.items()}
+
+
+class Selection(NamedTuple):
+    """What an adaptive-quantization notebook's parameters resolve to (unpack it)."""
+    profile: str
+    plan: dict
+    seeds: list
+    models: list
+    datasets: list
+    combos: list      # (model, dataset) pairs, datasets outer
+
+
+def select(profile, seeds=None, models=None, datasets=None, notebook: str | None = None) -> Selection:
+    """The shared opening of the aq notebooks: set up the profile (notebook.setup), take its plan,
+    check the list parameters against it (None: all of them) and say what runs."""
+    from .. import notebook as nb
+
+    p = nb.setup(profile, notebook=notebook)
+    pl = plan(p.name)
+    seeds = list(seeds) if seeds is not None else list(p.seeds)
+    models = nb.check_subset("model", models if models is not None else MODELS, MODELS)
+    datasets = nb.check_subset("dataset", datasets if datasets is not None else pl["datasets"], pl["datasets"])
+    print(f"models {models} on {datasets}; seeds {seeds}")
+    return Selection(p.name, pl, seeds, models, datasets, [(m, d) for d in datasets for m in models])
+
+
+def accessors(rec: dict, seeds):
+    """(records, err, val_err, derr, cr) over run_grids' records: the runs of one grid key for every
+    seed; test and validation error in %; the error change in points against the same seed's base
+    model; the weight compression."""
+    from .. import report
+
+    def records(m, d, key):
+        return [rec[(m, d, s, key)] for s in seeds]
+
+    def derr(r):
+        return error_change(rec, r)
+
+    return records, report.metric("test_error", 100), report.metric("val_error", 100), derr, compression_of
 
 
 def error_change(rec: dict, record: dict, base_key=("base", None)) -> float:
