@@ -33,13 +33,20 @@ def output_root(profile: str) -> Path:
 def metric(name: str, scale: float = 1.0):
     """An accessor: record -> scale x its final metric `name` (e.g. metric("test_error", 100) in %)."""
     def get(r):
-        return scale * r["metrics"][name]
+        v = r["metrics"][name]
+        return v if scale == 1 else scale * v
     get.__name__ = f"{name}x{scale:g}"
     return get
 
 
 def seed_of(r) -> int:
     return r["config"]["seed"]
+
+
+def run_id(r) -> tuple:
+    """(model, dataset, seed) of a record: the key of a reference run when a table mixes models and datasets."""
+    c = r["config"]
+    return c["model"], c["dataset"], c["seed"]
 
 
 def change_vs(reference: dict, fn, key=seed_of):

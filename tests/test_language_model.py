@@ -125,3 +125,31 @@ def test_char_lm_trains_through_the_cli(kjv_dir, capsys):
     # same seed, same record
     assert main(argv + ["--fresh"]) == 0
     assert Store.for_profile("cpu").get(cfg)["metrics"]["test_bpc"] == m["test_bpc"]
+
+
+def test_sequence_classification_fits_the_same_loop():
+    """A sentence classifier (ids + attention mask in, logits or .logits out) trains through train.fit."""
+    class Bag(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(20, 8, padding_idx=0)
+            self.fc = torch.nn.Linear(8, 2)
+
+        def forward(self, input_ids, attention_mask):
+            e = (self.embed(input_ids) * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+            return type("Out", (), {"logits": self.fc(e)})()
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (400,), generator=g)
+    ids = torch.randint(1, 10, (400, 12), generator=g) + 10 * y[:, None]   # class 1 uses ids 11-19
+    ids[:, 8:] = 0                                                           # padding
+    data_ = type("Seq", (), {"x_train": ids[:300], "y_train": y[:300], "x_test": ids[300:], "y_test": y[300:],
+                             "task": "sequence_classification", "name": "toy"})()
+    from replicate import train
+    torch.manual_seed(0)
+    model = Bag()
+    task = tasks.for_data(data_)
+    assert isinstance(task, tasks.SequenceClassification)
+    hist = train.fit(model, data_, epochs=3, batch_size=32, lr=0.5, task=task)
+    assert hist[-1]["test_acc"] > 0.95
+    assert task.final_metrics(model, data_, hist)["test_acc"] == hist[-1]["test_acc"]

@@ -112,3 +112,11 @@ def test_plot_helpers_make_panels_bands_and_files(tmp_path, monkeypatch):
     assert list(m) == [2.0, 2.0] and s[1] == 0.0
     assert plots.finish(fig, "demo", "panels", "smoke") is None
     assert (tmp_path / "build" / "smoke" / "figures" / "demo" / "panels.png").exists()
+
+
+def test_published_change_is_the_difference_of_two_lookups():
+    d = references.lookup("dst2020", "lenet300-100", "dense", "test_acc_pct")
+    s = references.lookup("dst2020", "lenet300-100", "dst", "test_acc_pct")
+    c = references.change("dst2020", "lenet300-100", "dense", "dst", "test_acc_pct", "DST Table 1 (sparse - dense)")
+    assert c["value"] == round(s["value"] - d["value"], 4) and c["verified"] == (d["verified"] and s["verified"])
+    assert references.change("dst2020", "lenet300-100", "dense", "no-such-method", "test_acc_pct", "x") is None

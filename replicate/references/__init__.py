@@ -13,7 +13,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..config import check_choice
+from ..errors import check_choice
 
 
 def available() -> tuple:
@@ -38,3 +38,13 @@ def lookup(paper: str, model: str, method: str, metric: str) -> dict | None:
     if hit.empty:
         return None
     return hit.iloc[0].to_dict()
+
+
+def change(paper: str, model: str, reference_method: str, method: str, metric: str, source: str) -> dict | None:
+    """A published difference, method - reference_method, of one metric (e.g. a pruned model's error
+    minus its dense reference), as a lookup()-style dict that is verified only if both numbers are."""
+    ref, new = lookup(paper, model, reference_method, metric), lookup(paper, model, method, metric)
+    if ref is None or new is None:
+        return None
+    return {"value": round(new["value"] - ref["value"], 4), "source": source,
+            "verified": ref["verified"] and new["verified"], "dataset": ref["dataset"]}

@@ -7,6 +7,8 @@ penalty hook, gradient clipping, divergence handling, progress). The task of a
 run comes from its dataset's spec (replicate.data.SPECS), never from a flag.
 
 * classification: in-memory images (or streamed ImageNet) and labels; accuracy.
+* sequence_classification: padded token-id sequences with a label each, the model
+  called with an attention mask (a sentence classifier; Hugging Face models fit).
 * language_model: contiguous token streams, truncated backpropagation through
   time with the hidden state carried between windows and detached; bits per
   character (or perplexity for word tokens).
@@ -17,8 +19,10 @@ from ..errors import check_choice
 from .base import Task
 from .classification import Classification
 from .language_model import LanguageModel
+from .sequence_classification import SequenceClassification
 
-TASKS = {"classification": Classification, "language_model": LanguageModel}
+TASKS = {"classification": Classification, "sequence_classification": SequenceClassification,
+         "language_model": LanguageModel}
 
 
 def for_data(data, **options) -> Task:
@@ -28,4 +32,4 @@ def for_data(data, **options) -> Task:
     return TASKS[name](**options)
 
 
-__all__ = ["Task", "Classification", "LanguageModel", "TASKS", "for_data"]
+__all__ = ["Task", "Classification", "SequenceClassification", "LanguageModel", "TASKS", "for_data"]

@@ -24,12 +24,13 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 500, top5: bool = False) -> dict:
+def evaluate(model, x, y, batch_size: int = 500, top5: bool = False, forward=None) -> dict:
     """Loss and accuracy over a whole split, in chunks of `batch_size` (no shuffling;
     chunks of 500 stay in cache: on one thread LeNet-5-Caffe evaluates faster in
     them than in chunks of 2,000).
     `x` may be a tensor or streamed images (replicate.imagenet.LazyImages, decoded
-    a chunk at a time); `top5=True` adds the top-5 accuracy as "acc5"."""
+    a chunk at a time); `top5=True` adds the top-5 accuracy as "acc5"; `forward(model, x)`
+    replaces `model(x)` (sequence classification passes an attention mask)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -38,7 +39,7 @@ def evaluate(model, x, y, batch_size: int = 500, top5: bool = False) -> dict:
     loss_sum, correct, correct5 = 0.0, 0, 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        out = model(xb)
+        out = model(xb) if forward is None else forward(model, xb)
         loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
         correct += (out.argmax(1) == yb).sum().item()
         if top5:
