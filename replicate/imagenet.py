@@ -17,7 +17,7 @@ batch is asked for. The rest of the library treats both the same way:
   so the same seed gives the same batches.
 
 Pixels are divided by 255 and not normalised, as for every other dataset; the
-ImageNet models normalise inside the network (``models.py``).
+ImageNet models normalise inside the network (``replicate/models/vision.py``).
 
 Decoding uses PIL in a thread pool of ``REPLICATE_LOADER_THREADS`` threads
 (default: the number of CPU cores).

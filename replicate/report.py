@@ -137,6 +137,16 @@ def write_table(df: pd.DataFrame, paper: str, notebook: str, profile: str) -> Pa
     return csv
 
 
+def write_frame(df: pd.DataFrame, paper: str, name: str, profile: str) -> Path:
+    """Write a notebook's supporting table (long form, not a paper-vs-ours table) as
+    results/tables/<paper>/<name>.csv, numbers to 4 significant digits; returns the path."""
+    d = output_root(profile) / "results" / "tables" / paper
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.csv"
+    df.to_csv(path, index=False, float_format="%.4g")
+    return path
+
+
 def write_claims(paper: str, claims, profile: str) -> Path:
     """Add or update claims in the paper's claims table (keyed by claim_id; several
     notebooks contribute to one table). Each needs a verdict from VERDICTS and its evidence."""

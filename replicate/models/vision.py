@@ -1,4 +1,4 @@
-"""The networks the papers use, exactly as published.
+"""Image classifiers: the networks the papers use, exactly as published.
 
 LeNet-300-100 and LeNet-5-Caffe follow Han et al. 2015 (and the DST and
 SparseVD papers): LeNet-300-100 is 784-300-100-10 with ReLU, 266,610
@@ -27,13 +27,8 @@ under `.net`, so torchvision's state dicts load into `model.net`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import nn
-
-from .errors import check_choice
 
 
 class LeNet300100(nn.Module):
@@ -192,81 +187,17 @@ class ImageNetVGG16(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _vgg16_imagenet(shape, classes):
+def build_vgg16_imagenet(shape, classes):
     if tuple(shape[:1]) != (3,):
         raise ValueError(f"vgg16 takes RGB images (3, H, W), got input shape {tuple(shape)}")
     return ImageNetVGG16(classes)
 
 
-def _lenet300(shape, classes):
+def build_lenet300(shape, classes):
     c, h, w = shape
     return LeNet300100(c * h * w, classes)
 
 
-def _lenet5(shape, classes):
+def build_lenet5(shape, classes):
     c, h, w = shape
     return LeNet5Caffe(c, classes, h)
-
-
-class CharLSTM(nn.Module):
-    """A small character-level LSTM language model: embedding -> one LSTM layer ->
-    a linear decoder over the vocabulary. Like RowGRU, the gates are two Linear
-    layers (`ih`, `hh`; gate order input, forget, cell, output as in nn.LSTM), so
-    pruning and the size metrics see the recurrent matrices. The embedding is not
-    counted as prunable. forward(tokens (B, T), hidden) -> (logits (B, T, V), hidden)."""
-
-    def __init__(self, vocab: int, embed: int = 32, hidden: int = 128):
-        super().__init__()
-        self.hidden = hidden
-        self.embed = nn.Embedding(vocab, embed)
-        self.ih = nn.Linear(embed, 4 * hidden)
-        self.hh = nn.Linear(hidden, 4 * hidden, bias=False)
-        self.out = nn.Linear(hidden, vocab)
-        bound = hidden ** -0.5   # nn.LSTM's initialisation for the recurrent parameters
-        for p in (*self.ih.parameters(), *self.hh.parameters()):
-            nn.init.uniform_(p, -bound, bound)
-
-    def forward(self, x, hidden=None):
-        gx = self.ih(self.embed(x))                           # all steps' input terms at once
-        if hidden is None:
-            zeros = gx.new_zeros(x.shape[0], self.hidden)
-            hidden = (zeros, zeros)
-        h, c = hidden
-        outs = []
-        for t in range(x.shape[1]):
-            i, f, g, o = (gx[:, t] + self.hh(h)).chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outs.append(h)
-        return self.out(torch.stack(outs, 1)), (h, c)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    build: Callable            # (input_shape, num_classes or vocabulary size) -> nn.Module
-    family: str                # "vision" (images in, class scores out) | "language" (tokens in, next-token scores out)
-    relative_cost: float       # training cost per example relative to LeNet-300-100 (scheduling only)
-
-
-MODELS: dict[str, ModelSpec] = {s.name: s for s in (
-    ModelSpec("lenet300-100", _lenet300, "vision", 1.0),
-    ModelSpec("lenet5-caffe", _lenet5, "vision", 15.0),
-    ModelSpec("vgg16-cifar", lambda shape, classes: VGG(VGG16_CFG, shape[0], classes), "vision", 15.0),
-    ModelSpec("wrn-16-8", lambda shape, classes: WideResNet(16, 8, shape[0], classes), "vision", 15.0),
-    ModelSpec("vgg-small", lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes), "vision", 15.0),
-    ModelSpec("gru-rows", lambda shape, classes: RowGRU(shape[0] * shape[2], 128, classes), "vision", 15.0),
-    ModelSpec("vgg16", _vgg16_imagenet, "vision", 15.0),
-    # per token; a character window of 64 costs about what one LeNet-300-100 image does (rough)
-    ModelSpec("char-lstm", lambda shape, vocab: CharLSTM(vocab), "language", 0.05),
-)}
-FAMILY_TASK = {"vision": "classification", "language": "language_model"}
-
-
-def spec(name: str) -> ModelSpec:
-    check_choice("model", name, tuple(MODELS))
-    return MODELS[name]
-
-
-def build(name: str, input_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
-    return spec(name).build(tuple(input_shape), num_classes)

@@ -1,0 +1,51 @@
+"""Model specs and builders, by family: vision.py (image classifiers), language.py (language models).
+
+A model is declared once, in `MODELS`, with what the rest of the code needs to
+know: its builder, its family (which decides the data it can train on: vision
+models take classification datasets, language models token streams; checked by
+RunConfig.validate) and a rough relative training cost (used only to start the
+longest runs first). Prunable weights live in nn.Linear / nn.Conv2d layers
+(recurrent gates included), which is what pruning and replicate.metrics count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import check_choice
+from .language import CharLSTM
+from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
+                     WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable            # (input_shape, num_classes or vocabulary size) -> nn.Module
+    family: str                # "vision" (images in, class scores out) | "language" (tokens in, next-token scores out)
+    relative_cost: float       # training cost per example relative to LeNet-300-100 (scheduling only)
+
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("lenet300-100", build_lenet300, "vision", 1.0),
+    ModelSpec("lenet5-caffe", build_lenet5, "vision", 15.0),
+    ModelSpec("vgg16-cifar", lambda shape, classes: VGG(VGG16_CFG, shape[0], classes), "vision", 15.0),
+    ModelSpec("wrn-16-8", lambda shape, classes: WideResNet(16, 8, shape[0], classes), "vision", 15.0),
+    ModelSpec("vgg-small", lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes), "vision", 15.0),
+    ModelSpec("gru-rows", lambda shape, classes: RowGRU(shape[0] * shape[2], 128, classes), "vision", 15.0),
+    ModelSpec("vgg16", build_vgg16_imagenet, "vision", 15.0),
+    # per token; a character window of 64 costs about what one LeNet-300-100 image does (rough)
+    ModelSpec("char-lstm", lambda shape, vocab: CharLSTM(vocab), "language", 0.05),
+)}
+FAMILY_TASK = {"vision": "classification", "language": "language_model"}
+
+
+def spec(name: str) -> ModelSpec:
+    check_choice("model", name, tuple(MODELS))
+    return MODELS[name]
+
+
+def build(name: str, input_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
+    return spec(name).build(tuple(input_shape), num_classes)
