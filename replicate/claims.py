@@ -72,10 +72,14 @@ def data_scope(datasets, paper_data=("mnist", "cifar10", "svhn", "imagenet", "en
 
 
 def below_paper(budget_vs_paper: str) -> bool:
-    try:
-        return float(budget_vs_paper) < 1
-    except ValueError:
-        return False
+    """True when the budget (or any of several "<what>: <value>" budgets) is a ratio below 1."""
+    for part in str(budget_vs_paper).split(";"):
+        try:
+            if float(part.rsplit(":", 1)[-1]) < 1:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def combine(outcomes, *, holds="supported", fails="contradicted", mixed="inconclusive",
@@ -113,6 +117,16 @@ def compare(a: float, b: float, *, digits: int = 2, unit: str = "") -> str:
     return f"{a:.{digits}f}{unit} {op} {b:.{digits}f}{unit}"
 
 
+def chain(values, digits: int = 2) -> str:
+    """Consecutive values joined by the relation each pair really has: '93.48 > 75.94 < 80.00'."""
+    vals = list(values)
+    out = f"{vals[0]:.{digits}f}" if vals else ""
+    for a, b in zip(vals, vals[1:]):
+        ra, rb = round(a, digits), round(b, digits)
+        out += f" {'>' if ra > rb else '<' if ra < rb else '='} {b:.{digits}f}"
+    return out
+
+
 def write(paper: str, claims, profile: str, notebook: str | None = None) -> Path:
     """Add or update `claims` (Claim objects) in results/claims/<paper>.csv, merged by claim_id.
     Outputs of profiles other than cpu go under build/<profile>/ (report.output_root)."""
@@ -131,7 +145,7 @@ def write(paper: str, claims, profile: str, notebook: str | None = None) -> Path
         row = asdict(c)
         row["notebook"] = where if where.startswith("notebooks/") else f"notebooks/{where}.ipynb"
         if row["verdict"] == "contradicted" and below_paper(row["budget_vs_paper"]) and BELOW_BUDGET not in row["evidence"]:
-            row["evidence"] += f" ({BELOW_BUDGET}: {row['budget_vs_paper']}x)"
+            row["evidence"] += f" ({BELOW_BUDGET}; our steps over the paper's: {row['budget_vs_paper']})"
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     d = output_root(profile) / "results" / "claims"

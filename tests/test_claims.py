@@ -68,3 +68,19 @@ def test_write_merges_by_id_and_fills_scope(tmp_path, monkeypatch):
 def test_data_scope():
     assert claims.data_scope(["mnist"]) == "paper data"
     assert claims.data_scope(["fashion_mnist", "mnist5k", "mnist5k"]) == "proxy: fashion_mnist, mnist5k"
+
+
+def test_chain_and_mixed_budgets():
+    assert claims.chain([8.64, 45.33, 45.331, 2.0]) == "8.64 < 45.33 = 45.33 > 2.00"
+    assert claims.below_paper("lenet300-100 on fashion_mnist: 1; lenet5-caffe on fashion_mnist: 0.15")
+    assert not claims.below_paper("lenet300-100 on mnist5k: 1; lenet5-caffe on mnist5k: paper")
+
+
+def test_dst_recipe_budgets():
+    from replicate.studies import dst as study
+
+    assert study.steps_vs_paper(20, 60000) == "paper"
+    assert study.steps_vs_paper(3, 60000) == "0.15"
+    cpu = study.budget_vs_paper(["lenet300-100", "lenet5-caffe"], ["fashion_mnist"], "cpu")
+    assert cpu == "lenet300-100 on fashion_mnist: paper; lenet5-caffe on fashion_mnist: 0.15"
+    assert study.budget_vs_paper(["lenet300-100"], ["mnist"], "paper") == "paper"

@@ -48,3 +48,23 @@ def recipe_config(model: str, dataset: str, seed: int, profile: str, epochs: int
     c = RunConfig(model=model, dataset=dataset, seed=seed, profile=profile, epochs=epochs, lr=0.01,
                   momentum=0.9, batch_size=64, train_size=plan["train_size"], test_size=plan["test_size"])
     return c if alpha is None else c.replace(method="dst", args={"alpha": alpha})
+
+
+def steps_vs_paper(epochs: int, n_train: int, paper_steps: int = MNIST_STEPS_20_EPOCHS, batch: int = 64) -> str:
+    """Our optimizer steps over the paper's (20 MNIST epochs at batch 64 by default), as claims.budget text."""
+    from ..claims import budget
+
+    return budget(epochs * math.ceil(n_train / batch), paper_steps)
+
+
+def budget_vs_paper(models, datasets, profile: str) -> str:
+    """The recipe's budget relative to the paper's for these models and datasets: one value when they
+    agree, else "<model> on <dataset>: <value>" for each."""
+    from ..data import spec
+
+    plan = recipe_schedule(profile)
+    found = {(m, d): steps_vs_paper(plan["runs"][(m, d)][0], plan["train_size"] or spec(d).train_examples)
+             for m in models for d in datasets if (m, d) in plan["runs"]}
+    if len(set(found.values())) == 1:
+        return next(iter(found.values()))
+    return "; ".join(f"{m} on {d}: {v}" for (m, d), v in found.items()) or "unknown"
