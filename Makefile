@@ -4,7 +4,7 @@
 #   make reproduce-all         execute every notebook with papermill: cpu profile in place,
 #                              other profiles into build/<profile>/ (committed outputs stay cpu)
 #   make reproduce-baselines   one paper's notebooks (one target per folder in notebooks/)
-#   make bench                 replicate's training loop vs a bare PyTorch loop
+#   make bench                 replicate's training loop vs a bare PyTorch loop (images, a character LM)
 # Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  THREADS=N
 #            WORKERS=N (processes for independent runs in reproduce targets; default 2)
 SHELL := /bin/bash
