@@ -153,3 +153,17 @@ def test_sequence_classification_fits_the_same_loop():
     hist = train.fit(model, data_, epochs=3, batch_size=32, lr=0.5, task=task)
     assert hist[-1]["test_acc"] > 0.95
     assert task.final_metrics(model, data_, hist)["test_acc"] == hist[-1]["test_acc"]
+
+
+def test_the_runner_takes_the_task_from_the_dataset():
+    from replicate import runner
+
+    def ds(kind, **kw):
+        return type("D", (), {"task": kind, **kw})()
+
+    cfg = RunConfig(model="char-lstm", dataset="kjv_char", bptt=16)
+    lm = runner.task_for(cfg, ds("language_model", unit="char"))
+    assert isinstance(lm, tasks.LanguageModel) and lm.bptt == 16 and lm.metric == "bpc"
+    assert isinstance(runner.task_for(RunConfig(), ds("sequence_classification", pad_id=3)), tasks.SequenceClassification)
+    clf = runner.task_for(RunConfig(augment="crop-flip"), object())
+    assert type(clf) is tasks.Classification and clf.augment == "crop-flip"
