@@ -137,14 +137,13 @@ def write_table(df: pd.DataFrame, paper: str, notebook: str, profile: str) -> Pa
     return csv
 
 
-def write_frame(df: pd.DataFrame, paper: str, name: str, profile: str) -> Path:
+def write_frame(df: pd.DataFrame, paper: str, name: str, profile: str) -> None:
     """Write a notebook's supporting table (long form, not a paper-vs-ours table) as
-    results/tables/<paper>/<name>.csv, numbers to 4 significant digits; returns the path."""
+    results/tables/<paper>/<name>.csv, numbers to 4 significant digits. Returns nothing, so
+    that a cell ending with it prints no file path."""
     d = output_root(profile) / "results" / "tables" / paper
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{name}.csv"
-    df.to_csv(path, index=False, float_format="%.4g")
-    return path
+    df.to_csv(d / f"{name}.csv", index=False, float_format="%.4g")
 
 
 def write_claims(paper: str, claims, profile: str) -> Path:
