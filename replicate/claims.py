@@ -96,25 +96,15 @@ def combine(outcomes, *, holds="supported", fails="contradicted", mixed="inconcl
     return mixed
 
 
-def at_least(fraction_needed: float, outcomes, **names) -> str:
-    """Supported when at least `fraction_needed` of the tested cases hold, contradicted when none
-    does, inconclusive in between."""
-    tested = [bool(o) for o in outcomes if o is not None]
-    if not tested:
-        return names.get("untested", "not testable here")
-    share = sum(tested) / len(tested)
-    if share >= fraction_needed:
-        return names.get("holds", "supported")
-    if share == 0:
-        return names.get("fails", "contradicted")
-    return names.get("mixed", "inconclusive")
-
-
 def compare(a: float, b: float, *, digits: int = 2, unit: str = "") -> str:
     """'a > b' / 'a < b' / 'a = b' with the sign that the numbers really have (as rounded)."""
+    return f"{a:.{digits}f}{unit} {_relation(a, b, digits)} {b:.{digits}f}{unit}"
+
+
+def _relation(a: float, b: float, digits: int) -> str:
+    """'>', '<' or '=' between a and b as they are shown (rounded to `digits`)."""
     ra, rb = round(a, digits), round(b, digits)
-    op = ">" if ra > rb else "<" if ra < rb else "="
-    return f"{a:.{digits}f}{unit} {op} {b:.{digits}f}{unit}"
+    return ">" if ra > rb else "<" if ra < rb else "="
 
 
 def chain(values, digits: int = 2) -> str:
@@ -122,8 +112,7 @@ def chain(values, digits: int = 2) -> str:
     vals = list(values)
     out = f"{vals[0]:.{digits}f}" if vals else ""
     for a, b in zip(vals, vals[1:]):
-        ra, rb = round(a, digits), round(b, digits)
-        out += f" {'>' if ra > rb else '<' if ra < rb else '='} {b:.{digits}f}"
+        out += f" {_relation(a, b, digits)} {b:.{digits}f}"
     return out
 
 

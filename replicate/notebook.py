@@ -19,11 +19,33 @@ def setup(profile: str | None, notebook: str | None = None) -> profiles.Profile:
     """`notebook` ("<paper>/<NN_name>") is written into the claims rows this notebook makes."""
     p = profiles.get(profile)
     claims.set_notebook(notebook)
+    _stable_table_output()
     threads = train.set_threads()
     report.style()
     print(f"profile: {p.name} ({p.description}); torch threads: {threads}; "
           f"device: {train.default_device()}")
     return p
+
+
+def _stable_table_output() -> None:
+    """Render pandas Styler tables with numbered element ids (t1, t2, ... in display order) and a
+    plain-text view of their data, instead of random ids and '<Styler at 0x...>', so that
+    re-executing a notebook from the store leaves its committed outputs unchanged."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import itertools
+
+    from pandas.io.formats.style import Styler
+
+    number = itertools.count(1)
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(Styler, lambda s: s.set_uuid(f"t{next(number)}").to_html())
+    formatters["text/plain"].for_type(Styler, lambda s, printer, cycle: printer.text(s.data.to_string()))
 
 
 def check_subset(what: str, values, valid) -> list:

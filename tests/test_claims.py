@@ -16,14 +16,6 @@ def test_combine_reaches_every_verdict(outcomes, verdict):
     assert claims.combine(outcomes) == verdict
 
 
-@pytest.mark.parametrize("outcomes, verdict", [
-    ([True, True, False], "supported"), ([True, False, False], "inconclusive"), ([False] * 3, "contradicted"),
-    ([None], "not testable here"),
-])
-def test_at_least_reaches_every_verdict(outcomes, verdict):
-    assert claims.at_least(2 / 3, outcomes) == verdict
-
-
 def test_compare_uses_the_real_order():
     assert claims.compare(8.64, 45.33) == "8.64 < 45.33"
     assert claims.compare(45.33, 8.64, unit="%") == "45.33% > 8.64%"

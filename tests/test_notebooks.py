@@ -98,3 +98,24 @@ def test_wrong_profile_parameter_gives_a_one_line_error(path):
     with pytest.raises(CellExecutionError) as err:
         _execute(_prefix_notebook(path, 'profile = "fast"'), None)
     assert "unknown profile 'fast'; valid: smoke, cpu, paper" in str(err.value)
+
+
+def test_styled_tables_render_the_same_on_every_execution():
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from replicate import notebook as nb
+
+    def render():
+        shell = InteractiveShell.instance()
+        try:
+            nb._stable_table_output()
+            styler = pd.DataFrame({"a": [1.5, 2.0]}).style.format("{:.1f}")
+            return [shell.display_formatter.format(styler)[0] for _ in range(2)]
+        finally:
+            InteractiveShell.clear_instance()
+
+    first, again = render(), render()
+    assert first == again
+    assert "T_t1_" in first[0]["text/html"] and "T_t2_" in first[1]["text/html"]
+    assert "Styler at" not in first[0]["text/plain"] and "1.5" in first[0]["text/plain"]

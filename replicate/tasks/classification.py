@@ -82,23 +82,27 @@ class Classification(Task):
                 xb = crop_flip(xb, gen)
             yield xb, y[idx], len(idx)
 
+    def forward(self, model, inputs):
+        """The model's class scores for a batch (sequence classification adds an attention mask)."""
+        return model(inputs)
+
     def loss(self, model, inputs, targets):
-        out = model(inputs)
+        out = self.forward(model, inputs)
         return F.cross_entropy(out, targets), out
 
     def evaluate(self, model, x, y=None, batch_size: int = 500, top5: bool = False) -> dict:
-        return evaluate(model, x, y, batch_size=batch_size, top5=top5)
+        return evaluate(model, x, y, batch_size=batch_size, top5=top5, forward=self.forward)
 
     def final_metrics(self, model, data, history: list, validation=None) -> dict:
         top5 = data.name == "imagenet"      # ImageNet tables report top-5 as well
-        final = evaluate(model, data.x_test, data.y_test, top5=top5)
+        final = self.evaluate(model, data.x_test, data.y_test, top5=top5)
         m = {"test_acc": final["acc"], "test_error": 1 - final["acc"], "test_loss": final["loss"],
              "best_test_acc": max((h["test_acc"] for h in history), default=final["acc"]),
              "epochs_run": len(history)}
         if top5:
             m.update({"test_top5_acc": final["acc5"], "test_top5_error": 1 - final["acc5"]})
         if validation is not None:
-            val = evaluate(model, validation.x_test, validation.y_test)
+            val = self.evaluate(model, validation.x_test, validation.y_test)
             m.update({"val_acc": val["acc"], "val_error": 1 - val["acc"], "val_loss": val["loss"]})
         return m
 
