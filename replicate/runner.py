@@ -65,12 +65,7 @@ def load_data(cfg: RunConfig, *, validation: bool = False):
 
 def task_for(cfg: RunConfig, ds):
     """The run's task, from its dataset (with the configuration's task settings)."""
-    kind = getattr(ds, "task", "classification")
-    if kind == "language_model":
-        return tasks.LanguageModel(bptt=cfg.bptt or 64, unit=ds.unit)
-    if kind == "sequence_classification":
-        return tasks.SequenceClassification(pad_id=getattr(ds, "pad_id", 0))
-    return tasks.Classification(augment=cfg.augment)
+    return tasks.for_data(ds, augment=cfg.augment, bptt=cfg.bptt)
 
 
 class Context:

@@ -149,7 +149,7 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
     Raises Divergence when an epoch's training loss is not finite.
     """
     if task is None:
-        task = tasks_mod.for_data(data, **({"augment": augment} if augment != "none" else {}))
+        task = tasks_mod.for_data(data, augment=augment)
     elif augment != "none":
         raise ConfigError("pass augment to the task, not to fit, when giving a task")
     device = next(model.parameters()).device

@@ -25,11 +25,16 @@ TASKS = {"classification": Classification, "sequence_classification": SequenceCl
          "language_model": LanguageModel}
 
 
-def for_data(data, **options) -> Task:
-    """The task of a loaded dataset (its `task` attribute; images are classification)."""
+def for_data(data, augment: str = "none", bptt: int | None = None) -> Task:
+    """The task of a loaded dataset (its `task` attribute; images are classification), with the
+    run's settings that concern it: `augment` for images, `bptt` (default 64) for token streams."""
     name = getattr(data, "task", "classification")
     check_choice("task", name, tuple(TASKS))
-    return TASKS[name](**options)
+    if name == "language_model":
+        return LanguageModel(bptt=bptt or 64, unit=getattr(data, "unit", "char"))
+    if name == "sequence_classification":
+        return SequenceClassification(pad_id=getattr(data, "pad_id", 0))
+    return Classification(augment=augment)
 
 
 __all__ = ["Task", "Classification", "SequenceClassification", "LanguageModel", "TASKS", "for_data"]
