@@ -1,18 +1,22 @@
 # replicate: the two commands are `make reproduce-all` and `make test`.
 #   make setup                 create .venv and install the pinned dependencies
 #   make test                  library tests + every notebook under the smoke profile (nbval)
-#   make reproduce-all         execute every notebook with papermill: cpu profile in place,
-#                              other profiles into build/<profile>/ (committed outputs stay cpu)
+#   make reproduce-all         execute every notebook with papermill (replicate/reproduce.py): cpu profile
+#                              in place, atomically, other profiles into build/<profile>/
 #   make reproduce-baselines   one paper's notebooks (one target per folder in notebooks/)
+#   make check-store           re-execute every notebook with training forbidden: the committed
+#                              records alone must reproduce every table, figure and claim
+#   make timings               measure the notebooks' live timings again (stored apart, *_timing.csv)
 #   make bench                 replicate's training loop vs a bare PyTorch loop (images, a character LM)
-# Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  THREADS=N
-#            WORKERS=N (processes for independent runs in reproduce targets; default 2)
+# Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  NO_TRAIN=1 (training is an error)
+#            THREADS=N  WORKERS=N (processes for independent runs in reproduce targets; default 2)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 FRESH ?= 0
+NO_TRAIN ?= 0
 THREADS ?=
 WORKERS ?= 2
 NOTEBOOK_DIRS := $(sort $(notdir $(wildcard notebooks/*)))
@@ -21,7 +25,7 @@ ifneq ($(THREADS),)
 export REPLICATE_THREADS := $(THREADS)
 endif
 
-.PHONY: setup test data reproduce-all bench clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
+.PHONY: setup test data reproduce-all check-store timings bench clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,16 +45,23 @@ test: setup
 data: setup
 	$(PY) -m replicate ensure-data --profile $(PROFILE)
 
-reproduce-all: data $(addprefix reproduce-,$(NOTEBOOK_DIRS))
+REPRODUCE = REPLICATE_WORKERS=$(WORKERS) $(PY) -m replicate.reproduce --profile $(PROFILE) \
+	$(if $(filter 1,$(FRESH)),--fresh) $(if $(filter 1,$(NO_TRAIN)),--no-train)
+
+reproduce-all: data
+	$(REPRODUCE) notebooks
 	if [ "$(PROFILE)" = cpu ]; then $(PY) -c 'from replicate import report; report.update_readme()'; fi
 
 $(addprefix reproduce-,$(NOTEBOOK_DIRS)): reproduce-%: data
-	@for nb in notebooks/$*/*.ipynb; do \
-	  out="$$nb"; if [ "$(PROFILE)" != cpu ]; then out="build/$(PROFILE)/$$nb"; mkdir -p "$$(dirname $$out)"; fi; \
-	  echo "== $$nb ($(PROFILE) profile) -> $$out"; \
-	  REPLICATE_PROFILE=$(PROFILE) REPLICATE_FRESH=$(FRESH) REPLICATE_WORKERS=$(WORKERS) $(PY) -m papermill "$$nb" "$$out" \
-	    --cwd "$$(dirname $$nb)" -k python3 --no-progress-bar --log-level WARNING || exit 1; \
-	done
+	$(REPRODUCE) notebooks/$*
+
+check-store: setup
+	$(REPRODUCE) --no-train notebooks
+	git status --porcelain -- notebooks results figures README.md | (! grep .) || \
+	  { echo "re-executing from the store changed the files above"; exit 1; }
+
+timings: data
+	$(REPRODUCE) --timings $$(grep -l 'timings.measured(' notebooks/*/*.ipynb)
 
 bench: setup
 	$(PY) -m replicate.bench

@@ -29,3 +29,7 @@ class DataNotFound(FileNotFoundError):
 
 class DataCorrupt(ValueError):
     """A data file exists but is malformed or fails its checksum."""
+
+
+class TrainingDisabled(RuntimeError):
+    """Training was needed but REPLICATE_NO_TRAIN forbids it (a re-execution from the store)."""

@@ -113,6 +113,10 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
         if not _usable(Store.for_profile(c.profile).get(c), fresh):
             missing.append(c)
     workers = workers or workers_default()
+    if missing:
+        from .train import note
+        note(f"  {label}: {len(cfgs) - len(missing)} of {len(cfgs)} runs in the store, training {len(missing)}"
+             + (f" in {min(workers, len(missing))} processes" if workers > 1 and len(missing) > 1 else ""))
     if workers > 1 and len(missing) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor

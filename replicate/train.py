@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import tasks as tasks_mod
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDisabled
 from .tasks.classification import crop_flip, evaluate  # noqa: F401  (used by methods)
 
 
@@ -51,6 +51,17 @@ def set_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def training_disabled() -> bool:
+    """REPLICATE_NO_TRAIN=1: any training is an error (re-execution from the stored records)."""
+    return os.environ.get("REPLICATE_NO_TRAIN", "0") not in ("0", "", "false", "no")
+
+
+def check_training_allowed(what: str) -> None:
+    if training_disabled():
+        raise TrainingDisabled(f"{what} would have to be trained, and REPLICATE_NO_TRAIN=1 forbids training; "
+                               "unset it to train, or restore the missing records")
+
+
 def default_device() -> torch.device:
     want = os.environ.get("REPLICATE_DEVICE")
     if want:
@@ -58,14 +69,45 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+_progress_file = None
+
+
+def progress_stream():
+    """REPLICATE_PROGRESS_TO names a file (the terminal of `make reproduce-all`) that
+    progress goes to instead of the cell's output; None when unset or not writable."""
+    global _progress_file
+    path = os.environ.get("REPLICATE_PROGRESS_TO")
+    if not path:
+        return None
+    if _progress_file is None or _progress_file.name != path:
+        try:
+            _progress_file = open(path, "a", buffering=1)
+        except OSError:
+            return None
+    return _progress_file
+
+
+def note(message: str) -> None:
+    """One progress line to REPLICATE_PROGRESS_TO, if set (never into a notebook's output)."""
+    stream = progress_stream()
+    if stream is not None:
+        try:
+            stream.write(message + "\n")
+        except OSError:
+            pass
+
+
 def progress_enabled() -> bool:
     """Progress bars in interactive use only. A shell on a terminal, or a notebook
     opened in Jupyter (which sets JPY_SESSION_NAME) or VS Code, shows them; a
     kernel driven by papermill or nbval sets neither, so stored outputs stay
-    clean. REPLICATE_PROGRESS=0/1 overrides the guess."""
+    clean, unless REPLICATE_PROGRESS_TO sends progress elsewhere (a terminal).
+    REPLICATE_PROGRESS=0/1 overrides the guess."""
     flag = os.environ.get("REPLICATE_PROGRESS")
     if flag is not None:
         return flag not in ("0", "false", "no", "")
+    if progress_stream() is not None:
+        return True
     if "ipykernel" in sys.modules:
         return "JPY_SESSION_NAME" in os.environ or "VSCODE_PID" in os.environ
     return sys.stderr.isatty()
@@ -148,6 +190,7 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
     Each history entry holds the task's test metrics as test_<name> (test_acc, test_bpc, ...).
     Raises Divergence when an epoch's training loss is not finite.
     """
+    check_training_allowed(f"{desc} ({epochs} epochs)")
     if task is None:
         task = tasks_mod.for_data(data, augment=augment)
     elif augment != "none":
@@ -175,7 +218,7 @@ def fit(model, data, *, epochs: int, batch_size: int = 64, optimizer: str = "sgd
     bar = None
     if show and epochs > 0:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs, desc=desc, leave=False)
+        bar = tqdm(total=epochs, desc=desc, leave=False, file=progress_stream() or sys.stderr)
     model.train()
     for epoch in range(epochs):
         state.epoch = epoch

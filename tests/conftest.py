@@ -14,6 +14,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("REPLICATE_THREADS", "1")
     monkeypatch.delenv("REPLICATE_PROFILE", raising=False)
     monkeypatch.delenv("REPLICATE_FRESH", raising=False)
+    monkeypatch.delenv("REPLICATE_NO_TRAIN", raising=False)
+    monkeypatch.delenv("REPLICATE_TIMINGS", raising=False)
     torch.set_num_threads(1)
     yield tmp_path
 

@@ -1,0 +1,146 @@
+"""Execute notebooks with papermill, as `make reproduce-all` does.
+
+    python -m replicate.reproduce [--profile cpu] [--no-train] [--timings] [NOTEBOOK_OR_FOLDER ...]
+
+Each notebook is executed into build/tmp/ and replaces its committed copy only
+when it ran to the end, so an interrupted or failing run leaves the committed
+notebook as it was (a failed copy is kept under build/failed/ to read).
+What is not a result is normalised away (execution timestamps and durations,
+split output streams), so re-executing from the store leaves `git status` clean.
+Outputs of profiles other than cpu go to build/<profile>/notebooks/.
+
+Progress goes to this terminal, never into the notebooks: per notebook, the runs
+it finds in the store and the runs it trains, with a progress bar per training
+run; at the end, a summary (notebooks, runs trained, analyses computed, timings
+measured, wall time).
+
+--no-train (REPLICATE_NO_TRAIN=1) makes any training an error: the check that
+the committed records alone reproduce every table. --timings (REPLICATE_TIMINGS=1)
+measures the live timings again instead of reading the stored ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .store import default_store_dir, repo_root
+
+_DROP_NB_META = ("start_time", "end_time", "duration", "exception")
+
+
+def normalise(nb: dict) -> dict:
+    """Strip what changes on every execution without changing a result."""
+    pm = nb.get("metadata", {}).get("papermill")
+    if isinstance(pm, dict):
+        for k in _DROP_NB_META:
+            pm.pop(k, None)
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {})
+        meta.pop("papermill", None)
+        meta.pop("execution", None)
+        if cell.get("cell_type") != "code":
+            continue
+        merged = []
+        for out in cell.get("outputs", []):
+            if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == out.get("name")):
+                prev = merged[-1]
+                text = "".join(prev["text"]) + "".join(out["text"])
+                prev["text"] = text.splitlines(keepends=True)
+                continue
+            merged.append(out)
+        cell["outputs"] = merged
+    return nb
+
+
+def _notebooks(args) -> list[Path]:
+    root = repo_root()
+    found = []
+    for a in args or ["notebooks"]:
+        p = Path(a)
+        p = p if p.is_absolute() else (root / p)
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
+        elif p.suffix == ".ipynb" and p.exists():
+            found.append(p)
+        else:
+            raise SystemExit(f"no notebook or folder {a!r}")
+    # the template last: it shows the conventions, it holds no paper's result
+    return sorted(dict.fromkeys(found), key=lambda q: (q.name.startswith("_"), str(q)))
+
+
+def _count(d: Path) -> int:
+    return sum(1 for _ in d.rglob("*.json")) if d.exists() else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m replicate.reproduce", description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="*", help="notebooks or folders (default: notebooks/)")
+    ap.add_argument("--profile", default=os.environ.get("REPLICATE_PROFILE", "cpu"), choices=("smoke", "cpu", "paper"))
+    ap.add_argument("--no-train", action="store_true", help="any training is an error (REPLICATE_NO_TRAIN=1)")
+    ap.add_argument("--timings", action="store_true", help="measure live timings again (REPLICATE_TIMINGS=1)")
+    ap.add_argument("--fresh", action="store_true", help="retrain every run once (REPLICATE_FRESH=1)")
+    a = ap.parse_args(argv)
+
+    import papermill as pm
+
+    root = repo_root()
+    notebooks = _notebooks(a.paths)
+    env = {"REPLICATE_PROFILE": a.profile, "REPLICATE_NO_TRAIN": "1" if a.no_train else "0",
+           "REPLICATE_TIMINGS": "1" if a.timings else "0", "REPLICATE_FRESH": "1" if a.fresh else "0"}
+    os.environ.update(env)
+    os.environ.pop("REPLICATE_PROGRESS", None)
+    if sys.stderr.isatty() or os.environ.get("CI"):
+        # the kernel writes its progress here: this process's stderr, not the notebook's output
+        os.environ["REPLICATE_PROGRESS_TO"] = f"/proc/{os.getpid()}/fd/2"
+    if not os.path.exists(os.environ.get("REPLICATE_PROGRESS_TO", "/nonexistent")):
+        os.environ.pop("REPLICATE_PROGRESS_TO", None)
+        os.environ["REPLICATE_PROGRESS"] = "0"
+    store = default_store_dir(a.profile)
+    analyses_dir = store.parent / "analyses" if store.name == "runs" else store.with_name(store.name + "-analyses")
+    runs0, an0 = _count(store), _count(analyses_dir)
+    from .report import output_root
+
+    tables = output_root(a.profile) / "results" / "tables"
+    timing_files = lambda: {p: p.stat().st_mtime for p in tables.glob("*/*_timing.json")}  # noqa: E731
+    t0_timings = timing_files()
+    t0 = time.perf_counter()
+    for i, nb_path in enumerate(notebooks, 1):
+        rel = nb_path.relative_to(root)
+        out = nb_path if a.profile == "cpu" else root / "build" / a.profile / rel
+        tmp = root / "build" / "tmp" / rel
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{i}/{len(notebooks)}] {rel} ({a.profile} profile)", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        r0 = _count(store)
+        try:
+            pm.execute_notebook(str(nb_path), str(tmp), cwd=str(nb_path.parent), kernel_name="python3",
+                                progress_bar=False, log_output=False, report_mode=False)
+        except BaseException as err:  # noqa: BLE001 - also Ctrl-C: the committed notebook stays as it was
+            failed = root / "build" / "failed" / rel
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                os.replace(tmp, failed)
+            print(f"  FAILED after {time.perf_counter() - t:.0f} s: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}"
+                  f"\n  {rel} is unchanged; the failed execution is in {failed.relative_to(root)}", file=sys.stderr)
+            return 1
+        nb = normalise(json.loads(tmp.read_text()))
+        meta = nb["metadata"].setdefault("papermill", {})
+        meta["input_path"], meta["output_path"] = str(rel), str(out.relative_to(root))
+        tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+        print(f"  done in {time.perf_counter() - t:.0f} s, {_count(store) - r0} runs trained", file=sys.stderr, flush=True)
+    measured = sum(1 for p, m in timing_files().items() if t0_timings.get(p) != m)
+    print(f"{len(notebooks)} notebooks executed ({a.profile} profile) in {time.perf_counter() - t0:.0f} s: "
+          f"{_count(store) - runs0} runs trained, {_count(analyses_dir) - an0} analyses computed, "
+          f"{measured} timings measured" + ("; training was disabled" if a.no_train else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
