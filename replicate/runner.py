@@ -103,16 +103,39 @@ class Context:
         return train.fit(model, self.data, **kw)
 
 
+def _sources(text: str) -> list:
+    import json
+    return [(c.get("cell_type"), "".join(c.get("source", []))) for c in json.loads(text).get("cells", [])]
+
+
+def _code_changed(root, path: str) -> bool:
+    """Whether a modified file changes code: results, figures and the README's generated table do
+    not, nor does a notebook whose cell sources are those of HEAD (only its outputs changed)."""
+    if path.startswith(("results/", "figures/")) or path == "README.md":
+        return False
+    if path.endswith(".ipynb"):
+        try:
+            head = subprocess.run(["git", "-C", str(root), "show", f"HEAD:{path}"], capture_output=True,
+                                  text=True, timeout=10).stdout
+            return _sources(head) != _sources((root / path).read_text())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return True
+    return True
+
+
 def _git_commit():
+    """(HEAD commit, dirty): dirty when the working tree changes code or notebook sources;
+    re-executed notebook outputs, tables and figures do not count."""
     root = repo_root()
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None, None
-    return commit, dirty
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+    return commit, any(_code_changed(root, p) for p in paths)
 
 
 def _provenance(device, threads, start, wall, ds) -> dict:

@@ -212,3 +212,30 @@ def test_validation_split_is_held_out_of_training_and_recorded():
     assert "val_error" not in replicate.run(RunConfig(**SMALL))["metrics"]
     with pytest.raises(ValueError, match="no validation split"):
         runner.load_data(RunConfig(**SMALL), validation=True)
+
+
+def test_dirty_flag_ignores_results_and_notebook_outputs(tmp_path, monkeypatch):
+    import json as _json
+    root = tmp_path / "repo"
+    (root / "results").mkdir(parents=True)
+    nb = {"cells": [{"cell_type": "code", "source": ["x = 1"], "outputs": []}], "metadata": {}}
+    (root / "n.ipynb").write_text(_json.dumps(nb))
+    (root / "results" / "t.csv").write_text("a\n1\n")
+    (root / "code.py").write_text("A = 1\n")
+    git = lambda *a: subprocess.run(["git", "-C", str(root), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    monkeypatch.setenv("REPLICATE_ROOT", str(root))
+    assert runner._git_commit()[1] is False
+    (root / "results" / "t.csv").write_text("a\n2\n")
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["1"]}]
+    (root / "n.ipynb").write_text(_json.dumps(nb))
+    assert runner._git_commit()[1] is False
+    nb["cells"][0]["source"] = ["x = 2"]
+    (root / "n.ipynb").write_text(_json.dumps(nb))
+    assert runner._git_commit()[1] is True
+    nb["cells"][0]["source"] = ["x = 1"]
+    (root / "n.ipynb").write_text(_json.dumps(nb))
+    (root / "code.py").write_text("A = 2\n")
+    assert runner._git_commit()[1] is True
