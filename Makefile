@@ -1,6 +1,6 @@
 # replicate: the two commands are `make reproduce-all` and `make test`.
 #   make setup                 create .venv and install the pinned dependencies
-#   make test                  library tests + every notebook under the smoke profile (nbval)
+#   make test                  ruff, library tests + every notebook under the smoke profile (nbval)
 #   make reproduce-all         execute every notebook with papermill (replicate/reproduce.py): cpu profile
 #                              in place, atomically, other profiles into build/<profile>/
 #   make reproduce-baselines   one paper's notebooks (one target per folder in notebooks/)
@@ -39,6 +39,7 @@ setup: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
 test: setup
+	$(PY) -m ruff check replicate tests
 	REPLICATE_PROFILE=smoke $(PY) -m pytest --nbval-lax -p no:cacheprovider tests notebooks; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
 

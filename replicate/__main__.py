@@ -1,7 +1,9 @@
-"""Command line: `python -m replicate runs` lists records, `python -m replicate run ...` runs one.
+"""Command line: `python -m replicate runs` lists records, `show KEY` prints one, `run ...` runs one.
 
 Examples:
   python -m replicate runs --profile cpu --method magnitude
+  python -m replicate runs --method dst --model lenet300-100 --where epochs=60 --format csv
+  python -m replicate show 9f1c2ab4e0d1
   python -m replicate run --method dense --model lenet300-100 --dataset mnist5k --epochs 5 --seed 0
   python -m replicate run --model char-lstm --dataset kjv_char --epochs 2 --grad-clip 0.25
   python -m replicate run --method magnitude --arg schedule=oneshot --arg compression=12 \
@@ -24,25 +26,148 @@ def _value(text: str):
         return text
 
 
+_HEADLINE = ("test_acc", "test_bpc", "test_ppl")
+
+
+def _matches(value, wanted) -> bool:
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(value, bool):
+        return abs(value - wanted) <= 1e-9 * max(1.0, abs(wanted))
+    return value == wanted or str(value) == str(wanted)
+
+
+def _where(text: str, records: list) -> tuple[str, object]:
+    """'field=value' -> (field, value); field is a configuration field or a method argument
+    (`args.alpha` or plain `alpha`); an unknown field is an error naming the valid ones."""
+    import dataclasses
+
+    if "=" not in text:
+        raise ConfigError(f"--where takes FIELD=VALUE, got {text!r}")
+    field, value = text.split("=", 1)
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    arg_names = sorted({k for r in records for k in r["config"].get("args", {})})
+    name = field[5:] if field.startswith("args.") else field
+    if field not in fields and name not in arg_names:
+        raise ConfigError(f"unknown field {field!r} for --where; configuration fields: {', '.join(fields)}; "
+                          f"method arguments in these records: {', '.join(arg_names) or 'none'}")
+    return field, _value(value)
+
+
+def _field(config: dict, field: str):
+    if field.startswith("args."):
+        return config.get("args", {}).get(field[5:], None)
+    if field in config:
+        return config[field]
+    return config.get("args", {}).get(field, None)
+
+
+def _row(r: dict) -> dict:
+    c, m = r["config"], r["metrics"]
+    headline = next((k for k in _HEADLINE if k in m), None)
+    parent = RunConfig.from_dict(c["parent"]).key if c.get("parent") else ""
+    return {"key": r["key"], "status": r["status"], "method": c["method"], "model": c["model"], "dataset": c["dataset"],
+            "seed": c["seed"], "profile": c["profile"], "epochs": c["epochs"], "lr": c["lr"], "parent": parent,
+            "metric": headline or "", "value": m.get(headline) if headline else None,
+            "compression": m.get("compression"), "wall_s": r["provenance"].get("wall_time_s"),
+            "args": json.dumps(c["args"], sort_keys=True) if c["args"] else ""}
+
+
+def _select(a) -> tuple[list, object]:
+    from .store import Store
+    from .errors import check_choice
+    from .methods.args import ARGS
+
+    if a.method is not None:
+        check_choice("method", a.method, sorted(ARGS))
+    store = Store.for_profile(a.profile)
+    records = [r for r in store.records(a.method) if r["config"]["profile"] == a.profile]
+    if a.model is not None:
+        check_choice("model", a.model, sorted({r["config"]["model"] for r in records}) or ["(no records)"])
+    if a.dataset is not None:
+        check_choice("dataset", a.dataset, sorted({r["config"]["dataset"] for r in records}) or ["(no records)"])
+    conds = [("model", a.model), ("dataset", a.dataset), ("seed", a.seed), ("status", None)]
+    conds = [(f, v) for f, v in conds if v is not None] + [_where(w, records) for w in a.where]
+    out = []
+    for r in records:
+        if a.status is not None and r["status"] != a.status:
+            continue
+        if all(_matches(_field(r["config"], f), v) for f, v in conds):
+            out.append(r)
+    return out, store
+
+
 def _cmd_runs(a) -> int:
+    records, store = _select(a)
+    rows = [_row(r) for r in records]
+    if a.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif a.format == "csv":
+        import csv
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["key"])
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        fmt = "{key:12}  {status:6}  {method:14}  {model:13}  {dataset:13}  {seed:>4}  {epochs:>6}  {lr:>8}  {parent:12}  {value:>8}  {compression:>7}  {wall_s:>7}  {args}"
+        print(fmt.format(key="key", status="status", method="method", model="model", dataset="dataset", seed="seed",
+                         epochs="epochs", lr="lr", parent="parent", value="metric", compression="compr.",
+                         wall_s="wall_s", args="args"))
+        for r in rows:
+            print(fmt.format(**{**r, "lr": f"{r['lr']:g}", "parent": r["parent"] or "-",
+                                "value": "-" if r["value"] is None else f"{r['value']:.4f}",
+                                "compression": "-" if r["compression"] is None else f"{r['compression']:.1f}",
+                                "wall_s": "-" if r["wall_s"] is None else f"{r['wall_s']:.1f}"}))
+        print(f"{len(rows)} record(s) in {store.root.name}/ for profile {a.profile}"
+              + ("; metric is each record's headline test metric (accuracy, bits per character or perplexity)" if rows else ""))
+    return 0
+
+
+def _find(key: str):
+    """(record, store) holding `key` (or a unique prefix of at least 6 characters), in any profile's store."""
     from .store import Store
 
-    store = Store.for_profile(a.profile)
-    n = 0
-    print(f"{'key':12}  {'status':6}  {'method':10}  {'model':13}  {'dataset':13}  seed  {'test_acc':>8}  "
-          f"{'compr.':>7}  {'wall_s':>7}  args")
-    for r in store.records(a.method):
-        c = r["config"]
-        if c["profile"] != a.profile:
-            continue
-        m = r["metrics"]
-        acc = f"{m['test_acc']:.4f}" if "test_acc" in m else "-"
-        comp = f"{m['compression']:.1f}" if "compression" in m else "-"
-        print(f"{r['key']:12}  {r['status']:6}  {c['method']:10}  {c['model']:13}  {c['dataset']:13}  "
-              f"{c['seed']:4}  {acc:>8}  {comp:>7}  {r['provenance']['wall_time_s']:7.1f}  "
-              f"{json.dumps(c['args']) if c['args'] else ''}")
-        n += 1
-    print(f"{n} record(s) in {store.root} for profile {a.profile}")
+    if len(key) < 6:
+        raise ConfigError(f"give at least 6 characters of a run key, got {key!r}")
+    found = []
+    for profile in ("cpu", "smoke"):
+        store = Store.for_profile(profile)
+        for path in store.root.rglob(f"*_{key}*.json") if store.root.exists() else []:
+            found.append((store._read(path), store))
+    keys = {r["key"] for r, _ in found}
+    if not found:
+        raise ConfigError(f"no stored run with key {key!r} (python -m replicate runs lists them)")
+    if len(keys) > 1:
+        raise ConfigError(f"key prefix {key!r} is ambiguous: {', '.join(sorted(keys))}")
+    return found[0]
+
+
+def _cmd_show(a) -> int:
+    record, store = _find(a.key)
+    if a.json:
+        print(json.dumps(record, indent=1, sort_keys=True))
+        return 0
+    cfg = RunConfig.from_dict(record["config"])
+    print(f"run {cfg.label}  key {record['key']}  status {record['status']}")
+    print(f"record: {store.root.name}/{store.path(cfg).relative_to(store.root)}")
+    print("\nconfiguration:")
+    for k, v in cfg.to_dict().items():
+        if k not in ("parent",) and v not in (None, {}, [], ()):
+            print(f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+    print("\nlineage (this run, then each parent):")
+    c, depth = cfg, 0
+    while c is not None:
+        have = store.get(c) is not None
+        print(f"  {'  ' * depth}{c.label}  {c.key}  {'stored' if have else 'not stored'}")
+        c, depth = c.parent, depth + 1
+    print("\nmetrics:")
+    for k, v in record["metrics"].items():
+        if isinstance(v, (int, float, str)) or v is None:
+            print(f"  {k}: {v}")
+        else:
+            print(f"  {k}: ({type(v).__name__} of {len(v)}; --json shows it)")
+    print(f"  history: {len(record['history'])} epochs" + (f"; failed in epoch {record.get('failed_epoch')}: {record.get('error')}"
+                                                            if record["status"] != "ok" else ""))
+    print("\nprovenance:")
+    for k, v in record["provenance"].items():
+        print(f"  {k}: {v}")
     return 0
 
 
@@ -111,9 +236,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m replicate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("runs", help="list the records in the store")
-    r.add_argument("--profile", default="cpu")
+    r = sub.add_parser("runs", help="list the records in the store (filters combine)")
+    r.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"))
     r.add_argument("--method", default=None)
+    r.add_argument("--model", default=None)
+    r.add_argument("--dataset", default=None)
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--status", default=None, choices=("ok", "failed"))
+    r.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any configuration field or method argument, e.g. --where epochs=60 --where alpha=5e-4")
+    r.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    sh = sub.add_parser("show", help="one record: configuration, lineage, metrics, provenance")
+    sh.add_argument("key", help="a run key (or a unique prefix of 6+ characters)")
+    sh.add_argument("--json", action="store_true", help="the whole record as JSON")
     x = sub.add_parser("run", help="run one configuration (or read it from the store)")
     x.add_argument("--method", default="dense")
     x.add_argument("--model", default="lenet300-100")
@@ -139,10 +274,15 @@ def main(argv=None) -> int:
     e.add_argument("--profile", default="cpu")
     a = p.parse_args(argv)
     try:
-        return {"runs": _cmd_runs, "run": _cmd_run, "ensure-data": _cmd_ensure_data}[a.cmd](a)
+        return {"runs": _cmd_runs, "show": _cmd_show, "run": _cmd_run, "ensure-data": _cmd_ensure_data}[a.cmd](a)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .store import repo_root
 
 TABLE_COLUMNS = ["experiment", "model", "dataset", "profile", "metric", "paper", "paper_source",
                  "paper_verified", "paper_dataset", "ours_mean", "ours_std", "n_seeds", "n_failed",
-                 "diff", "note"]
+                 "diff", "note", "run_keys"]
 CLAIM_COLUMNS = ["claim_id", "claim", "source", "verdict", "evidence", "notebook"]
 
 
@@ -70,7 +70,8 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
 
     The difference ours - paper is given only when it means something: same
     dataset, or `comparable=True` for relative quantities (a drop, a ratio). A row
-    whose runs trained on a subset of the training set says so in its note."""
+    whose runs trained on a subset of the training set says so in its note. `run_keys` lists the
+    keys of the records behind the row (`python -m replicate show KEY` prints one)."""
     records = list(records)
     vals, failed = values(records, fn)
     mean, std = _mean_std(vals)
@@ -94,6 +95,7 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
         "paper_verified": paper.get("verified") if paper else None,
         "paper_dataset": pdata, "ours_mean": mean, "ours_std": std, "n_seeds": len(vals),
         "n_failed": failed, "diff": diff, "note": "; ".join(notes),
+        "run_keys": " ".join(r["key"] for r in records if isinstance(r, dict) and "key" in r),
     }
 
 
@@ -172,6 +174,7 @@ def style() -> None:
         "figure.figsize": (6.4, 4.0), "figure.dpi": 90, "savefig.dpi": 110,
         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
         "axes.spines.right": False, "legend.frameon": False, "font.size": 10,
+        "svg.hashsalt": "replicate",   # stable ids inside SVGs: re-saving an unchanged figure changes no byte
     })
 
 
@@ -180,6 +183,8 @@ def savefig(fig, paper: str, name: str, profile: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.png"
     fig.savefig(path, bbox_inches="tight")
+    # SVG beside the PNG, for slides and print; no date in it, so an unchanged figure is byte-identical
+    fig.savefig(path.with_suffix(".svg"), bbox_inches="tight", metadata={"Date": None})
     return path
 
 
@@ -201,38 +206,47 @@ HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->
 
 
 # (title, table file, metrics shown[, experiment prefixes shown]) for the README, in order.
-HEADLINES = [
-    ("Magnitude pruning (paper: Han et al. 2015 on MNIST)", "baselines/01_dense_and_magnitude.csv",
-     ["test_error_pct", "error_change_pct_points"]),
-    ("DST Table 1 (paper: Liu et al. 2020 on MNIST)", "dst/01_table1.csv",
-     ["test_acc_pct (final)", "remaining_pct (final)", "acc_change_vs_dense_pct_points (final)"]),
+HEADLINES = [   # title, notebook (under notebooks/, its table under results/tables/), metrics (columns), experiment prefixes
+    ("Magnitude pruning (paper: Han et al. 2015 on MNIST)", "baselines/01_dense_and_magnitude",
+     ["test_error_pct", "error_change_pct_points"], ["dense", "iterative (Han) 12x"]),
+    ("DST Table 1 (paper: Liu et al. 2020 on MNIST)", "dst/01_table1",
+     ["test_acc_pct (final)", "remaining_pct (final)", "acc_change_vs_dense_pct_points (final)"], ["dense", "DST recipe"]),
     ("Sensitivity-driven regularization, Tables 1-2 (paper rows not available offline; batch-sum sensitivity "
-     "vs the weight-decay control, same lambda and T)", "sensitivity/01_tables_1_2.csv",
-     ["error_change_vs_dense_pct_points", "compression"], ["sensitivity", "weight decay"]),
+     "vs the weight-decay control, same lambda and T)", "sensitivity/01_tables_1_2",
+     ["error_change_vs_dense_pct_points", "compression"], ["sensitivity, lambda 0.0005", "weight decay, lambda 0.0005"]),
     ("Adaptive quantization, headline operating points (paper: LeNet-5 on MNIST 64x at 0.65 -> 0.77 %, unverified; "
-     "compression = 32-bit weights / stored bits)", "aq/01_headline.csv",
-     ["error_change_pct_points", "compression"]),
+     "compression = 32-bit weights / stored bits)", "aq/01_headline",
+     ["error_change_pct_points", "compression"], ["adaptive quantization", "uniform 4-bit", "Deep Compression"]),
 ]
+SHORT = {"test_error_pct": "error %", "error_change_pct_points": "error change (pts)", "test_acc_pct (final)": "accuracy %",
+         "remaining_pct (final)": "remaining %", "acc_change_vs_dense_pct_points (final)": "accuracy change (pts)",
+         "error_change_vs_dense_pct_points": "error change vs dense (pts)", "compression": "compression ×"}
 
 
 def headline_table() -> str:
-    """Compact Markdown tables from the committed results (cpu profile)."""
+    """Compact Markdown tables from the committed results (cpu profile): one row per model, dataset
+    and experiment, a link to the notebook, the paper's values labelled as such, and the first
+    characters of the run keys behind each row (`python -m replicate show KEY`)."""
     out = []
-    for title, rel, metrics, *prefixes in HEADLINES:
-        path = repo_root() / "results" / "tables" / rel
+    for title, notebook, metrics, prefixes in HEADLINES:
+        path = repo_root() / "results" / "tables" / f"{notebook}.csv"
         if not path.exists():
             continue
-        df = pd.read_csv(path)
-        keep = df[df.metric.isin(metrics)]
-        if prefixes:
-            keep = keep[keep.experiment.str.startswith(tuple(prefixes[0]))]
-        out += [f"**{title}**", "",
-                "| model | dataset (profile) | experiment | metric | ours (mean ± std, n) | paper |",
-                "|---|---|---|---|---|---|"]
-        for r in keep.itertuples():
-            paper = "—" if pd.isna(r.paper) else f"{r.paper:g} ({r.paper_source}, {r.paper_dataset})"
-            out.append(f"| {r.model} | {r.dataset} ({r.profile}) | {r.experiment} | {r.metric} | "
-                       f"{r.ours_mean:.2f} ± {r.ours_std:.2f} (n={r.n_seeds}) | {paper} |")
+        df = pd.read_csv(path, keep_default_na=True)
+        keep = df[df.metric.isin(metrics) & df.experiment.str.startswith(tuple(prefixes))]
+        out += [f"**{title}** — [notebook](notebooks/{notebook}.ipynb), [full table](results/tables/{notebook}.md)", "",
+                "| model | data (profile) | experiment | " + " | ".join(SHORT.get(m, m) for m in metrics) + " | paper | runs |",
+                "|---|---|---|" + "---|" * len(metrics) + "---|---|"]
+        for (model, dataset, profile, exp), g in keep.groupby(["model", "dataset", "profile", "experiment"], sort=False):
+            by = {r.metric: r for r in g.itertuples()}
+            cells = [f"{by[m].ours_mean:.2f} ± {by[m].ours_std:.2f}" if m in by and not pd.isna(by[m].ours_std)
+                     else (f"{by[m].ours_mean:.2f}" if m in by else "") for m in metrics]
+            paper = "; ".join(f"{SHORT.get(m, m)} {by[m].paper:g} ({by[m].paper_source}, {by[m].paper_dataset})"
+                              for m in metrics if m in by and not pd.isna(by[m].paper)) or "—"
+            keys = sorted({k for r in g.itertuples() for k in str(getattr(r, "run_keys", "") or "").split() if k != "nan"})
+            n = max(int(r.n_seeds) for r in g.itertuples())
+            out.append(f"| {model} | {dataset} ({profile}, n={n}) | {exp} | " + " | ".join(cells) + f" | {paper} | "
+                       + (" ".join(f"`{k[:8]}`" for k in keys) or "—") + " |")
         out.append("")
     return "\n".join(out).strip() or "_No results yet: run `make reproduce-all`._"
 

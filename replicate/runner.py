@@ -199,6 +199,7 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
     train.check_training_allowed(
         f"run {cfg.label} ({cfg.key})"
         + (" to recover its weights (they are not in the cache)" if have else " (not in the store)"))
+    train.note(f"  training {cfg.label} ({cfg.key})" + (" again, to recover its weights" if have else ""))
     threads = train.set_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
     ds = load_data(cfg)

@@ -26,13 +26,32 @@ REQUIRED = ("key", "config", "status", "metrics", "history", "provenance", "chec
 SCHEMA = 1
 
 
+def _is_checkout(d: Path) -> bool:
+    return (d / "pyproject.toml").exists() and (d / "replicate" / "__init__.py").exists()
+
+
+_warned_roots: set = set()
+
+
 def repo_root() -> Path:
-    """The project directory: REPLICATE_ROOT, else the checkout holding this package."""
+    """The project directory: REPLICATE_ROOT, else the checkout you run from (the nearest
+    directory at or above the working directory holding pyproject.toml and replicate/), else
+    the checkout holding this package. So a second checkout used with the same (editable)
+    environment keeps its own store, cache and outputs; a warning says when the code imported
+    is another checkout's."""
     env = os.environ.get("REPLICATE_ROOT")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if _is_checkout(d):
+            if d != here and _is_checkout(here) and d not in _warned_roots:
+                _warned_roots.add(d)
+                warnings.warn(f"running from the checkout {d.name}/ with the replicate package of another checkout; "
+                              "results, store and cache are this checkout's (set REPLICATE_ROOT to choose)", stacklevel=2)
+            return d
+    return here if _is_checkout(here) else cwd
 
 
 def default_store_dir(profile: str) -> Path:

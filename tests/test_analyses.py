@@ -4,7 +4,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 import replicate
 from replicate import analyses, runner, timings

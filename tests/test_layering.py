@@ -81,3 +81,53 @@ def test_every_committed_record_keeps_its_key_path_and_checksum():
         elif _checksum(rec) != rec["checksum"]:
             bad.append(f"{path.relative_to(ROOT)}: checksum mismatch")
     assert not bad, f"{len(bad)} committed record(s) no longer match:\n" + "\n".join(bad[:20])
+
+
+ANALYSES = ROOT / "results" / "analyses"
+
+
+@pytest.mark.skipif(not (ANALYSES.exists() and any(ANALYSES.rglob("*.json"))), reason="no committed analyses")
+def test_every_committed_analysis_belongs_to_a_committed_run_record():
+    """An analysis record is used only while its run record is the one it was computed from:
+    each must name a committed run, carry that record's checksum and its own valid checksum,
+    and sit at the path its key gives."""
+    from replicate import analyses
+    store = Store(RUNS)
+    bad = []
+    for path in sorted(ANALYSES.rglob("*.json")):
+        rec = json.loads(path.read_text())
+        runs = list(RUNS.rglob(f"*_{rec['run_key']}.json"))
+        if len(runs) != 1:
+            bad.append(f"{path.name}: no committed run {rec['run_key']}")
+            continue
+        run = json.loads(runs[0].read_text())
+        cfg = RunConfig.from_dict(run["config"])
+        if rec["run_checksum"] != run["checksum"]:
+            bad.append(f"{path.name}: computed from another version of run {rec['run_key']}")
+        elif _checksum(rec) != rec["checksum"]:
+            bad.append(f"{path.name}: checksum mismatch")
+        elif analyses.path_of(cfg, rec["analysis"], rec["params"], rec["version"], store) != path:
+            bad.append(f"{path.name}: not at the path its key gives")
+        elif rec["weights"] != "recorded":
+            bad.append(f"{path.name}: computed from weights that differ from the record ({rec['weights']})")
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_store_belongs_to_the_checkout_run_from(tmp_path, monkeypatch):
+    import warnings
+
+    from replicate import store
+    other = tmp_path / "other"
+    (other / "replicate").mkdir(parents=True)
+    (other / "pyproject.toml").write_text("[project]\nname = 'replicate'\n")
+    (other / "replicate" / "__init__.py").write_text("")
+    (other / "notebooks").mkdir()
+    monkeypatch.delenv("REPLICATE_ROOT", raising=False)
+    monkeypatch.delenv("REPLICATE_STORE", raising=False)
+    monkeypatch.chdir(other / "notebooks")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert store.repo_root() == other.resolve()
+        assert store.default_store_dir("cpu") == other.resolve() / "results" / "runs"
+    monkeypatch.setenv("REPLICATE_ROOT", str(tmp_path))
+    assert store.repo_root() == tmp_path

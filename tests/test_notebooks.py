@@ -34,8 +34,11 @@ def test_parameters_cell_comes_first_and_starts_with_profile(path):
     i = _param_index(cells)
     assert all(c.cell_type == "markdown" for c in cells[:i]), "title and claim come before the parameters"
     src = cells[i].source
-    first = [l for l in src.splitlines() if re.match(r"^[A-Za-z_]\w*\s*=", l)][0]
-    assert first.startswith("profile = os.environ.get(\"REPLICATE_PROFILE\", \"cpu\")")
+    first = [l for l in src.splitlines() if re.match(r"^[A-Za-z_]\w*\s*(:[^=]*)?=", l)][0]
+    assert first.startswith("profile: str = os.environ.get(\"REPLICATE_PROFILE\", \"cpu\")")
+    # every parameter is annotated, so `papermill --help-notebook` shows its type
+    untyped = [l for l in src.splitlines() if re.match(r"^[A-Za-z_]\w*\s*=", l)]
+    assert not untyped, f"parameters without a type annotation: {untyped}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
