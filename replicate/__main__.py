@@ -17,6 +17,7 @@ import json
 import sys
 
 from .config import ConfigError, RunConfig
+from .errors import DataCorrupt, DataNotFound
 
 
 def _value(text: str):
@@ -181,6 +182,9 @@ def _cmd_run(a) -> int:
     parent = None
     if a.parent_epochs:
         parent = RunConfig(method="dense", epochs=a.parent_epochs, lr=a.parent_lr, **common)
+    bad = [kv for kv in a.arg if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise ConfigError(f"method arguments are KEY=VALUE, got {', '.join(map(repr, bad))}")
     args = dict(kv.split("=", 1) for kv in a.arg)
     cfg = RunConfig(method=a.method, epochs=a.epochs, lr=a.lr, parent=parent,
                     args={k: _value(v) for k, v in args.items()}, **common)
@@ -237,7 +241,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("runs", help="list the records in the store (filters combine)")
-    r.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"))
+    r.add_argument("--profile", default=None, choices=("smoke", "cpu", "paper"), help="default: REPLICATE_PROFILE, else cpu")
     r.add_argument("--method", default=None)
     r.add_argument("--model", default=None)
     r.add_argument("--dataset", default=None)
@@ -254,7 +258,7 @@ def main(argv=None) -> int:
     x.add_argument("--model", default="lenet300-100")
     x.add_argument("--dataset", default="fashion_mnist")
     x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--profile", default="cpu")
+    x.add_argument("--profile", default=None, choices=("smoke", "cpu", "paper"), help="default: REPLICATE_PROFILE, else cpu")
     x.add_argument("--epochs", type=int, default=10)
     x.add_argument("--lr", type=float, default=0.01)
     x.add_argument("--batch-size", type=int, default=64)
@@ -271,11 +275,14 @@ def main(argv=None) -> int:
     x.add_argument("--parent-lr", type=float, default=0.01)
     x.add_argument("--fresh", action="store_true", help="re-run even if the record exists")
     e = sub.add_parser("ensure-data", help="check (and install where possible) a profile's datasets")
-    e.add_argument("--profile", default="cpu")
+    e.add_argument("--profile", default=None, choices=("smoke", "cpu", "paper"), help="default: REPLICATE_PROFILE, else cpu")
     a = p.parse_args(argv)
     try:
+        if getattr(a, "profile", "-") is None:
+            from .profiles import resolve
+            a.profile = resolve(None)     # REPLICATE_PROFILE (checked), else cpu
         return {"runs": _cmd_runs, "show": _cmd_show, "run": _cmd_run, "ensure-data": _cmd_ensure_data}[a.cmd](a)
-    except ConfigError as err:
+    except (ConfigError, DataNotFound, DataCorrupt) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import RunConfig
-from .store import Store, _checksum
+from .store import Store, _aside, _checksum
 
 SCHEMA = 1
 
@@ -85,7 +85,7 @@ def read(path: Path, *, run_checksum: str | None = None) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         ok = False
     if not ok:
-        bad = path.with_suffix(".json.corrupt")
+        bad = _aside(path)
         os.replace(path, bad)
         warnings.warn(f"corrupt analysis record {path.name}; moved to {bad.name}, recomputing", stacklevel=3)
         return None

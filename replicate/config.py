@@ -137,6 +137,12 @@ class RunConfig:
             raise ConfigError(f"learning rate must be positive, got lr={self.lr}")
         if self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("train_size", "test_size"):
+            n = getattr(self, name)
+            if n is not None and not (isinstance(n, int) and n >= 1):
+                raise ConfigError(f"{name} must be a positive number of examples or None (all), got {n!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -160,7 +166,12 @@ class RunConfig:
             raise ConfigError(
                 f"unknown argument(s) {unknown} for method {self.method!r}; "
                 f"valid: {', '.join(sorted(method.defaults)) or 'none'}")
-        method.validate(self)
+        try:
+            method.validate(self)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:   # e.g. a number argument given as text
+            raise ConfigError(f"bad argument for method {self.method!r}: {err} (arguments: {self.args})") from None
         if self.parent is not None:
             self.parent.validate()
         return self

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from . import claims, profiles, report, train
-from .errors import check_choice
+from .errors import ConfigError, check_choice
 from .studies import choose  # noqa: F401  (nb.choose in notebooks)
 
 
@@ -49,7 +49,17 @@ def _stable_table_output() -> None:
 
 
 def check_subset(what: str, values, valid) -> list:
-    """Validate a list parameter, e.g. models=[...]; one-line error naming the valid values."""
+    """Validate a list parameter, e.g. models=[...]; one-line error naming the valid values.
+    A string (papermill -p passes text) is read as a Python/JSON list, or as one name."""
+    if isinstance(values, str):
+        import ast
+        try:
+            parsed = ast.literal_eval(values)
+        except (ValueError, SyntaxError):
+            parsed = [values]
+        values = [parsed] if isinstance(parsed, str) else parsed
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"{what} must be a list of names, got {values!r}; valid: {', '.join(map(str, valid))}")
     for v in values:
         check_choice(what, v, tuple(valid))
     return list(values)

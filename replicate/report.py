@@ -39,6 +39,14 @@ def metric(name: str, scale: float = 1.0):
     return get
 
 
+def layer_metric(layer: str, name: str = "remaining", scale: float = 100.0):
+    """An accessor: record -> scale x metric `name` of one layer (default: its remaining weights in %)."""
+    def get(r):
+        return scale * r["metrics"]["layers"][layer][name]
+    get.__name__ = f"{layer}.{name}x{scale:g}"
+    return get
+
+
 def seed_of(r) -> int:
     return r["config"]["seed"]
 

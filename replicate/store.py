@@ -78,6 +78,16 @@ def _checksum(record: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _aside(path: Path) -> Path:
+    """A free name to move a corrupt file to: <name>.corrupt, then <name>.corrupt.1, .2, ..."""
+    bad = path.with_suffix(path.suffix + ".corrupt")
+    n = 0
+    while bad.exists():
+        n += 1
+        bad = path.with_suffix(f"{path.suffix}.corrupt.{n}")
+    return bad
+
+
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -97,7 +107,7 @@ class Store:
         try:
             return self._read(path, cfg.key)
         except CorruptRecord as err:
-            bad = path.with_suffix(".json.corrupt")
+            bad = _aside(path)
             os.replace(path, bad)
             warnings.warn(f"corrupt run record {path.name}: {err}; moved to {bad.name}, recomputing",
                           stacklevel=2)

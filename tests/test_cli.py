@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "replicate", *args], capture_output=True, text=True,
@@ -58,3 +60,33 @@ def test_runs_into_a_closed_pipe_is_quiet():
     p = subprocess.run(f"'{sys.executable}' -m replicate runs --format json | head -c 1", shell=True,
                        capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--method", "magnitude", "--arg", "compression=abc", "--parent-epochs", "1"], "bad argument for method 'magnitude'"),
+    (["--method", "magnitude", "--arg", "compression"], "KEY=VALUE"),
+    (["--dataset", "mnist5k", "--train-size", "999999"], "n_train=999999 must be between 0 and 4000"),
+    (["--dataset", "mnist5k", "--train-size", "0"], "train_size must be a positive number"),
+    (["--dataset", "mnist5k", "--seed", "-1"], "seed must be a non-negative integer"),
+    (["--profile", "fast"], "invalid choice: 'fast'"),
+])
+def test_bad_run_inputs_are_one_line_errors_and_store_nothing(args, says, tmp_path):
+    r = cli("run", "--epochs", "1", *args)
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr
+    assert not list((tmp_path / "runs").rglob("*.json"))
+
+
+def test_missing_dataset_is_a_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("REPLICATE_DATA", str(tmp_path / "empty"))
+    r = cli("run", "--dataset", "mnist", "--epochs", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "not found" in r.stderr
+
+
+def test_cli_takes_the_profile_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("REPLICATE_PROFILE", "smoke")
+    out = json.loads(cli("run", "--dataset", "mnist5k", "--epochs", "1", "--train-size", "100", "--test-size", "50").stdout)
+    assert out["label"].endswith("-smoke-s0")
+    monkeypatch.setenv("REPLICATE_PROFILE", "fast")
+    r = cli("runs")
+    assert r.returncode == 2 and "unknown profile" in r.stderr and "Traceback" not in r.stderr

@@ -120,3 +120,12 @@ def test_published_change_is_the_difference_of_two_lookups():
     c = references.change("dst2020", "lenet300-100", "dense", "dst", "test_acc_pct", "DST Table 1 (sparse - dense)")
     assert c["value"] == round(s["value"] - d["value"], 4) and c["verified"] == (d["verified"] and s["verified"])
     assert references.change("dst2020", "lenet300-100", "dense", "no-such-method", "test_acc_pct", "x") is None
+
+
+def test_list_parameters_given_as_text_are_parsed_not_split_into_characters():
+    from replicate import notebook as nb
+    from replicate.errors import ConfigError
+    assert nb.check_subset("model", '["lenet5-caffe"]', ["lenet300-100", "lenet5-caffe"]) == ["lenet5-caffe"]
+    assert nb.check_subset("model", "lenet5-caffe", ["lenet300-100", "lenet5-caffe"]) == ["lenet5-caffe"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'; valid: lenet300-100"):
+        nb.check_subset("model", '["nope"]', ["lenet300-100", "lenet5-caffe"])

@@ -239,3 +239,15 @@ def test_dirty_flag_ignores_results_and_notebook_outputs(tmp_path, monkeypatch):
     (root / "n.ipynb").write_text(_json.dumps(nb))
     (root / "code.py").write_text("A = 2\n")
     assert runner._git_commit()[1] is True
+
+
+def test_a_second_corrupt_copy_does_not_overwrite_the_first():
+    cfg = RunConfig(**SMALL)
+    store = Store.for_profile(cfg.profile)
+    for n in range(2):
+        replicate.run(cfg)
+        store.path(cfg).write_text("{ half-written")
+        with pytest.warns(UserWarning, match="corrupt run record"):
+            assert store.get(cfg) is None
+    aside = sorted(p.name for p in store.path(cfg).parent.glob("*.corrupt*"))
+    assert len(aside) == 2, aside

@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataCorrupt, DataNotFound
+from ..errors import ConfigError, DataCorrupt, DataNotFound
 
 # Where the Debian package dataset-fashion-mnist puts its files. A module
 # constant so tests can point it somewhere else.
@@ -505,7 +505,7 @@ def take(x, idx):
 
 def _check_count(what: str, n: int | None, available: int) -> None:
     if n is not None and not 0 <= n <= available:
-        raise ValueError(f"{what}={n} must be between 0 and {available}")
+        raise ConfigError(f"{what}={n} must be between 0 and {available} (the examples available)")
 
 
 def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:

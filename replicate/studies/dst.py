@@ -18,6 +18,8 @@ def epochs_for_steps(n_train: int, steps: int, batch: int = 64) -> int:
     return max(1, round(steps / math.ceil(n_train / batch)))
 
 
+MODELS = ("lenet300-100", "lenet5-caffe")   # the models the MNIST recipe has a schedule for
+
 def recipe_schedule(profile: str) -> dict:
     """Per profile: datasets, subset sizes and, per (model, dataset), a tuple
     (recipe epochs, longer-schedule epochs or None, alpha scale, fine-tune epochs
