@@ -186,10 +186,21 @@ def style() -> None:
     })
 
 
+def _integer_epoch_ticks(fig) -> None:
+    """Epochs and iterations are counts: no tick at 2.5 on a linear axis labelled with one."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        for axis, label, scale in ((ax.xaxis, ax.get_xlabel(), ax.get_xscale()), (ax.yaxis, ax.get_ylabel(), ax.get_yscale())):
+            if scale == "linear" and any(w in label.lower() for w in ("epoch", "iteration")) and "%" not in label:
+                axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def savefig(fig, paper: str, name: str, profile: str) -> Path:
     d = output_root(profile) / "figures" / paper
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.png"
+    _integer_epoch_ticks(fig)
     fig.savefig(path, bbox_inches="tight")
     # SVG beside the PNG, for slides and print; no date in it, so an unchanged figure is byte-identical
     fig.savefig(path.with_suffix(".svg"), bbox_inches="tight", metadata={"Date": None})

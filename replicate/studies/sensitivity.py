@@ -14,7 +14,7 @@ Where a dense model has the baselines notebook's recipe (SGD with momentum, lr
 from __future__ import annotations
 
 from ..config import ConfigError, RunConfig, check_choice
-from . import per_combo
+from . import choose, per_combo
 from ..methods import magnitude
 from ..methods import sensitivity as sens
 
@@ -56,6 +56,20 @@ PLANS = {
         "phase2": {(_L3, "mnist"): 30, (_L5, "mnist"): 20},
     },
 }
+
+
+# One LeNet-300-100 study shared by notebooks 02 (optimizers) and 06 (definitions of S): the
+# same dense parents and second-phase length, so the two notebooks share runs.
+SINGLE_MODEL = {
+    "smoke": {"dataset": "mnist5k", "train_size": 1000, "test_size": 500, "dense_epochs": 2, "epochs": 2},
+    "cpu": {"dataset": "fashion_mnist", "train_size": None, "test_size": None, "dense_epochs": 20, "epochs": 10},
+    "paper": {"dataset": "mnist", "train_size": None, "test_size": None, "dense_epochs": 20, "epochs": 20},
+}
+
+
+def single_model_plan(profile: str) -> dict:
+    """The LeNet-300-100 plan of notebooks 02 and 06 for a profile."""
+    return choose(profile, SINGLE_MODEL)
 
 
 def plan(profile: str) -> dict:
