@@ -138,10 +138,28 @@ def _git_commit():
     return commit, any(_code_changed(root, p) for p in paths)
 
 
+_LIBRARY_HASH = None
+
+
+def library_hash() -> str:
+    """sha256 over the library's Python sources (path and content, sorted): identifies the code a
+    record was made with even when the working tree was not committed."""
+    global _LIBRARY_HASH
+    if _LIBRARY_HASH is None:
+        import hashlib
+        from pathlib import Path
+        pkg = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(pkg.rglob("*.py")):
+            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+        _LIBRARY_HASH = h.hexdigest()[:16]
+    return _LIBRARY_HASH
+
+
 def _provenance(device, threads, start, wall, ds) -> dict:
     commit, dirty = _git_commit()
     return {
-        "replicate_version": __version__, "git_commit": commit, "git_dirty": dirty,
+        "replicate_version": __version__, "git_commit": commit, "git_dirty": dirty, "library_hash": library_hash(),
         "torch_version": torch.__version__, "python_version": platform.python_version(),
         "device": str(device), "device_name": (torch.cuda.get_device_name(device)
                                                 if device.type == "cuda" else platform.processor() or "cpu"),
@@ -153,7 +171,7 @@ def _provenance(device, threads, start, wall, ds) -> dict:
 def provenance_now() -> dict:
     """Code and environment identity for something computed now (an analysis, a timing)."""
     commit, dirty = _git_commit()
-    return {"replicate_version": __version__, "git_commit": commit, "git_dirty": dirty,
+    return {"replicate_version": __version__, "git_commit": commit, "git_dirty": dirty, "library_hash": library_hash(),
             "torch_version": torch.__version__, "python_version": platform.python_version(),
             "threads": torch.get_num_threads(), "time": _now()}
 

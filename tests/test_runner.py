@@ -33,7 +33,7 @@ def test_record_holds_configuration_curves_metrics_and_provenance():
     assert rec["config"]["dataset"] == "mnist5k" and len(rec["history"]) == 2
     for k in ("test_acc", "compression", "nonzero", "dense_macs", "layers"):
         assert k in rec["metrics"]
-    for k in ("replicate_version", "git_commit", "torch_version", "device", "threads",
+    for k in ("replicate_version", "git_commit", "library_hash", "torch_version", "device", "threads",
               "wall_time_s", "start_time", "end_time"):
         assert k in rec["provenance"]
     assert rec["provenance"]["threads"] == 1
