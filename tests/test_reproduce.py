@@ -55,8 +55,9 @@ def test_every_notebook_reexecutes_from_the_store_without_training(tmp_path):
             (copy / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, copy / rel)
     before = _digest(copy)
+    # the committed outputs were made on 2 threads and the CPU; the setup line prints both
     env = {**os.environ, "REPLICATE_ROOT": str(copy), "PYTHONPATH": str(copy), "REPLICATE_WORKERS": "1",
-           "REPLICATE_CACHE": str(tmp_path / "no-cache")}
+           "REPLICATE_CACHE": str(tmp_path / "no-cache"), "REPLICATE_THREADS": "2", "REPLICATE_DEVICE": "cpu"}
     for k in ("REPLICATE_STORE", "REPLICATE_PROFILE", "REPLICATE_FRESH", "REPLICATE_TIMINGS", "REPLICATE_PROGRESS_TO"):
         env.pop(k, None)
     p = subprocess.run([sys.executable, "-m", "replicate.reproduce", "--profile", "cpu", "--no-train", "notebooks"],
