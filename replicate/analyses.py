@@ -140,3 +140,39 @@ def compute(cfg: RunConfig, name: str, fn: Callable, *, params: dict | None = No
         warnings.warn(f"analysis {name} of {cfg.label} was computed from re-trained weights that differ from the "
                       f"stored record (theirs: {rec['weights_metrics']}); it describes those weights", stacklevel=2)
     return rec["value"]
+
+
+def _recover_in_worker(cfg_dict: dict) -> None:
+    """Worker entry point: re-run one run to put its weights in the cache (on its record's threads)."""
+    from . import runner
+    runner.load_model(RunConfig.from_dict(cfg_dict))
+
+
+def compute_all(cfgs, name: str, fn: Callable, *, params: dict | None = None, version: int = 1,
+                workers: int | None = None) -> list:
+    """`compute` for each configuration. Runs whose analysis is not stored and whose weights are
+    not cached are first re-run in worker processes (REPLICATE_WORKERS), each on its record's
+    thread count, so that recovering many models uses every core."""
+    from .notebook import workers_default
+
+    cfgs = list(cfgs)
+    missing = []
+    for c in cfgs:
+        store = Store.for_profile(c.profile)
+        record = store.get(c)
+        if record is None or record["status"] != "ok":
+            continue
+        if read(path_of(c, name, params, version, store), run_checksum=record["checksum"]) is None \
+                and not store.weights_path(c).exists():
+            missing.append(c)
+    workers = workers or workers_default()
+    if workers > 1 and len(missing) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .train import check_training_allowed, note
+        check_training_allowed(f"{len(missing)} run(s) whose weights analysis {name} needs")
+        note(f"  {name}: recovering the weights of {len(missing)} run(s) in {min(workers, len(missing))} processes")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(_recover_in_worker, [c.to_dict() for c in missing]))
+    return [compute(c, name, fn, params=params, version=version) for c in cfgs]

@@ -218,7 +218,19 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         f"run {cfg.label} ({cfg.key})"
         + (" to recover its weights (they are not in the cache)" if have else " (not in the store)"))
     train.note(f"  training {cfg.label} ({cfg.key})" + (" again, to recover its weights" if have else ""))
-    threads = train.set_threads()
+    threads_before = torch.get_num_threads()
+    # Re-running to recover weights: on the record's thread count, so that the sums run in the
+    # same order and the weights are the recorded ones (on the machine that made them).
+    threads = train.set_threads(record["provenance"].get("threads") if have else None)
+    try:
+        return _train(cfg, store, record, have, want_model, wpath, threads)
+    finally:
+        if have:
+            torch.set_num_threads(threads_before)
+
+
+def _train(cfg, store, record, have, want_model, wpath, threads):
+    device = train.default_device()
     torch.use_deterministic_algorithms(True, warn_only=True)
     ds = load_data(cfg)
     method = get_method(cfg.method)
@@ -256,6 +268,7 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
                           "the model returned is the re-run's", stacklevel=2)
             new = {**record, "metrics": m, "history": result.history, "weights": "recomputed, differs from record",
                    "provenance": _provenance(device, threads, start, wall, ds)}
+            return model, new      # not cached: the cache holds only weights that match their record
     else:
         store.put(new)
         new = store.get(cfg)

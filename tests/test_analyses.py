@@ -3,6 +3,7 @@ clone re-execute the notebooks from the committed records without training."""
 import json
 
 import pandas as pd
+import torch
 import pytest
 
 import replicate
@@ -120,3 +121,30 @@ def test_fit_refuses_under_no_train(monkeypatch, tiny):
     net = models.build("lenet300-100", tiny.input_shape, tiny.num_classes)
     with pytest.raises(TrainingDisabled):
         train.fit(net, tiny, epochs=1)
+
+
+def test_weights_are_recovered_on_the_records_thread_count(monkeypatch):
+    from replicate import train
+    monkeypatch.setenv("REPLICATE_THREADS", "2")
+    cfg = RunConfig(**SMALL)
+    rec = replicate.run(cfg)
+    assert rec["provenance"]["threads"] == 2
+    Store.for_profile(cfg.profile).weights_path(cfg).unlink()
+    monkeypatch.setenv("REPLICATE_THREADS", "1")
+    torch.set_num_threads(1)
+    asked = []
+    real = train.set_threads
+    monkeypatch.setattr(train, "set_threads", lambda n=None: asked.append(n) or real(n))
+    model, used = runner.load_model(cfg)
+    assert asked == [2] and torch.get_num_threads() == 1
+    assert used["checksum"] == rec["checksum"] and "weights" not in used
+
+
+def test_compute_all_recovers_missing_weights_in_workers():
+    cfgs = [RunConfig(**SMALL, seed=s) for s in (0, 1)]
+    for c in cfgs:
+        replicate.run(c)
+        Store.for_profile(c.profile).weights_path(c).unlink()
+    values = analyses.compute_all(cfgs, "fc1_kept", fc1_kept, workers=2)
+    assert len(values) == 2 and all(len(v) == 784 for v in values)
+    assert all(Store.for_profile(c.profile).weights_path(c).exists() for c in cfgs)
