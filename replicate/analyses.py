@@ -27,13 +27,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import RunConfig
-from .store import Store, _aside, _checksum
+from .store import Store, _aside, _checksum, write_json_atomic
 
 SCHEMA = 1
 
@@ -97,18 +96,7 @@ def read(path: Path, *, run_checksum: str | None = None) -> dict | None:
 def _write(path: Path, rec: dict) -> None:
     rec = {**rec, "schema": SCHEMA}
     rec["checksum"] = _checksum(rec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, sort_keys=True, separators=(",", ":"))
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, rec, separators=(",", ":"))
 
 
 def compute(cfg: RunConfig, name: str, fn: Callable, *, params: dict | None = None, version: int = 1,

@@ -88,6 +88,25 @@ def _aside(path: Path) -> Path:
     return bad
 
 
+def write_json_atomic(path: Path, obj, **dump_kw) -> None:
+    """Write JSON (sorted keys, a final newline) to a temporary file beside `path`, flush it
+    to disk and rename it over `path`: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, sort_keys=True, **dump_kw)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -134,20 +153,7 @@ class Store:
         record = {**record, "key": cfg.key, "schema": SCHEMA}
         record["checksum"] = _checksum(record)
         path = self.path(cfg)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(path, record, indent=1)
         return path
 
     def records(self, method: str | None = None):
