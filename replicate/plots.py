@@ -56,8 +56,9 @@ def errorbars(ax, x, values_per_x, label: str | None = None, **kw):
 
 
 def label(ax, x: str | None = None, y: str | None = None, title: str | None = None, legend: bool = True,
-          fontsize: int = 9):
-    """Axis labels (with units), a title and a legend placed where it covers the least data."""
+          fontsize: int = 9, legend_fontsize: int | None = None):
+    """Axis labels (with units), a title and a legend placed where it covers the least data
+    (legend text one point smaller than the title unless `legend_fontsize` says otherwise)."""
     if x:
         ax.set_xlabel(x)
     if y:
@@ -65,7 +66,7 @@ def label(ax, x: str | None = None, y: str | None = None, title: str | None = No
     if title:
         ax.set_title(title, fontsize=fontsize)
     if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=fontsize - 1, loc="best")
+        ax.legend(fontsize=legend_fontsize or fontsize - 1, loc="best")
 
 
 def finish(fig, paper: str, name: str, profile: str) -> None:
