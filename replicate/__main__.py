@@ -4,6 +4,7 @@ Examples:
   python -m replicate runs --profile cpu --method magnitude
   python -m replicate runs --method dst --model lenet300-100 --where epochs=60 --format csv
   python -m replicate show 9f1c2ab4e0d1
+  python -m replicate verify --sample 20          # re-run the 20 cheapest records, compare their metrics
   python -m replicate run --method dense --model lenet300-100 --dataset mnist5k --epochs 5 --seed 0
   python -m replicate run --model char-lstm --dataset kjv_char --epochs 2 --grad-clip 0.25
   python -m replicate run --method magnitude --arg schedule=oneshot --arg compression=12 \
@@ -172,6 +173,31 @@ def _cmd_show(a) -> int:
     return 0
 
 
+def _cmd_verify(a) -> int:
+    from . import verify
+    from .store import Store
+
+    store = Store.for_profile(a.profile)
+    records = verify.choose(store, a.profile, a.keys, a.sample)
+    if not records:
+        print(f"no records of profile {a.profile} to verify", file=sys.stderr)
+        return 2
+    rows = verify.verify(records, store, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if a.format == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'key':12}  {'metric':11}  {'stored':>10}  {'re-run':>10}  {'diff':>10}  {'group std':>9}  n  verdict")
+        for r in rows:
+            std = "-" if r["group_std"] is None else f"{r['group_std']:.4g}"
+            print(f"{r['key']:12}  {r['metric']:11}  {r['stored']:10.6g}  {r['rerun']:10.6g}  {r['diff']:10.3g}  "
+                  f"{std:>9}  {r['group_n']}  {r['verdict']}")
+    outside = [r for r in rows if r["verdict"] == "OUTSIDE"]
+    exact = sum(r["verdict"] == "exact" for r in rows)
+    print(f"{len(records)} record(s), {len(rows)} metric(s): {exact} exact, {len(rows) - exact - len(outside)} within "
+          f"twice the seeds' spread, {len(outside)} outside", file=sys.stderr)
+    return 1 if outside else 0
+
+
 def _cmd_run(a) -> int:
     from .runner import run
 
@@ -274,6 +300,11 @@ def main(argv=None) -> int:
                    help="train a dense parent for this many epochs first (methods that prune a model)")
     x.add_argument("--parent-lr", type=float, default=0.01)
     x.add_argument("--fresh", action="store_true", help="re-run even if the record exists")
+    v = sub.add_parser("verify", help="re-run stored records in a temporary store and compare their metrics")
+    v.add_argument("keys", nargs="*", help="run keys (or unique prefixes); default: the --sample cheapest records")
+    v.add_argument("--profile", default=None, choices=("smoke", "cpu", "paper"), help="default: REPLICATE_PROFILE, else cpu")
+    v.add_argument("--sample", type=int, default=5, help="how many of the cheapest records (default 5)")
+    v.add_argument("--format", default="table", choices=("table", "json"))
     e = sub.add_parser("ensure-data", help="check (and install where possible) a profile's datasets")
     e.add_argument("--profile", default=None, choices=("smoke", "cpu", "paper"), help="default: REPLICATE_PROFILE, else cpu")
     a = p.parse_args(argv)
@@ -281,7 +312,8 @@ def main(argv=None) -> int:
         if getattr(a, "profile", "-") is None:
             from .profiles import resolve
             a.profile = resolve(None)     # REPLICATE_PROFILE (checked), else cpu
-        return {"runs": _cmd_runs, "show": _cmd_show, "run": _cmd_run, "ensure-data": _cmd_ensure_data}[a.cmd](a)
+        return {"runs": _cmd_runs, "show": _cmd_show, "run": _cmd_run, "verify": _cmd_verify,
+                "ensure-data": _cmd_ensure_data}[a.cmd](a)
     except (ConfigError, DataNotFound, DataCorrupt) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
