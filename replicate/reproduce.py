@@ -11,8 +11,8 @@ Outputs of profiles other than cpu go to build/<profile>/notebooks/.
 
 Progress goes to this terminal, never into the notebooks: per notebook, the runs
 it finds in the store and the runs it trains, with a progress bar per training
-run; at the end, a summary (notebooks, runs trained, analyses computed, timings
-measured, wall time).
+run; at the end, a summary (notebooks, runs read, runs trained, analyses computed,
+timings measured, wall time).
 
 --no-train (REPLICATE_NO_TRAIN=1) makes any training an error: the check that
 the committed records alone reproduce every table. --timings (REPLICATE_TIMINGS=1)
@@ -109,6 +109,10 @@ def main(argv=None) -> int:
     timing_files = lambda: {p: p.stat().st_mtime for p in tables.glob("*/*_timing.json")}  # noqa: E731
     t0_timings = timing_files()
     t0 = time.perf_counter()
+    run_log = root / "build" / "tmp" / "runs-read.log"
+    run_log.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["REPLICATE_RUN_LOG"] = str(run_log)
+    read_all: set = set()
     for i, nb_path in enumerate(notebooks, 1):
         rel = nb_path.relative_to(root)
         out = nb_path if a.profile == "cpu" else root / "build" / a.profile / rel
@@ -118,6 +122,7 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(notebooks)}] {rel} ({a.profile} profile)", file=sys.stderr, flush=True)
         t = time.perf_counter()
         r0 = _count(store)
+        run_log.write_text("")
         try:
             pm.execute_notebook(str(nb_path), str(tmp), cwd=str(nb_path.parent), kernel_name="python3",
                                 progress_bar=False, log_output=False, report_mode=False)
@@ -134,10 +139,13 @@ def main(argv=None) -> int:
         meta["input_path"], meta["output_path"] = str(rel), str(out.relative_to(root))
         tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         os.replace(tmp, out)
-        print(f"  done in {time.perf_counter() - t:.0f} s, {_count(store) - r0} runs trained", file=sys.stderr, flush=True)
+        read = set(run_log.read_text().split())
+        read_all |= read
+        print(f"  done in {time.perf_counter() - t:.0f} s: {len(read)} runs read from the store, {_count(store) - r0} trained",
+              file=sys.stderr, flush=True)
     measured = sum(1 for p, m in timing_files().items() if t0_timings.get(p) != m)
     print(f"{len(notebooks)} notebooks executed ({a.profile} profile) in {time.perf_counter() - t0:.0f} s: "
-          f"{_count(store) - runs0} runs trained, {_count(analyses_dir) - an0} analyses computed, "
+          f"{len(read_all)} runs read, {_count(store) - runs0} runs trained, {_count(analyses_dir) - an0} analyses computed, "
           f"{measured} timings measured" + ("; training was disabled" if a.no_train else ""), file=sys.stderr)
     return 0
 

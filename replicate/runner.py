@@ -176,6 +176,18 @@ def provenance_now() -> dict:
             "threads": torch.get_num_threads(), "time": _now()}
 
 
+def _log_read(key: str) -> None:
+    """REPLICATE_RUN_LOG names a file that collects the keys of the records read from the store
+    (the notebook driver counts them for its summary)."""
+    path = os.environ.get("REPLICATE_RUN_LOG")
+    if path:
+        try:
+            with open(path, "a") as f:
+                f.write(key + "\n")
+        except OSError:
+            pass
+
+
 def _usable(record, fresh) -> bool:
     if record is None:
         return False
@@ -203,6 +215,7 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
     have = _usable(record, fresh)
     wpath = store.weights_path(cfg)
     if have and not want_model:
+        _log_read(record["key"])
         return record, None
     device = train.default_device()
     if have and want_model and wpath.exists() and record["status"] == "ok":
