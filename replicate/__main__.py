@@ -86,8 +86,8 @@ def _select(a) -> tuple[list, object]:
         check_choice("model", a.model, sorted({r["config"]["model"] for r in records}) or ["(no records)"])
     if a.dataset is not None:
         check_choice("dataset", a.dataset, sorted({r["config"]["dataset"] for r in records}) or ["(no records)"])
-    conds = [("model", a.model), ("dataset", a.dataset), ("seed", a.seed), ("status", None)]
-    conds = [(f, v) for f, v in conds if v is not None] + [_where(w, records) for w in a.where]
+    conds = [(f, v) for f, v in (("model", a.model), ("dataset", a.dataset), ("seed", a.seed)) if v is not None]
+    conds += [_where(w, records) for w in a.where]
     out = []
     for r in records:
         if a.status is not None and r["status"] != a.status:
