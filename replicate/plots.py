@@ -69,6 +69,23 @@ def label(ax, x: str | None = None, y: str | None = None, title: str | None = No
         ax.legend(fontsize=legend_fontsize or fontsize - 1, loc="best")
 
 
+def plain_log_ticks(ax, axis: str = "y", unit: str = "") -> None:
+    """Ticks of a log-scaled axis (base 10) written as plain numbers ('3', '10', '0.5', with `unit`
+    appended) instead of powers (3 x 10^0); minor ticks at 2 and 5 of each decade are labelled too
+    when the axis spans less than two decades."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    fmt = FuncFormatter(lambda v, _pos: f"{v:g}{unit}")
+    target.set_major_formatter(fmt)
+    lo, hi = (ax.get_ylim() if axis == "y" else ax.get_xlim())
+    if lo > 0 and hi / lo < 100:
+        target.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        target.set_minor_formatter(fmt)
+    else:
+        target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+
+
 def finish(fig, paper: str, name: str, profile: str) -> None:
     """Lay out, save to figures/<paper>/<name>.png (build/<profile>/ for other profiles) and show.
     Returns nothing, so that a notebook cell ending with it prints no file path."""

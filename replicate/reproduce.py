@@ -32,6 +32,26 @@ from .store import default_store_dir, repo_root
 _DROP_NB_META = ("start_time", "end_time", "duration", "exception")
 
 
+
+def kernel_manager_class(root: Path):
+    """A kernel manager whose kernel talks to this process over local IPC sockets (files under
+    build/tmp/) instead of unencrypted TCP on localhost, which ipykernel warns about on every start,
+    and that does not interrupt a finished kernel before shutting it down (the interrupt can land
+    while the kernel is still idling and logs a KeyboardInterrupt error to the terminal)."""
+    from jupyter_client.manager import KernelManager
+
+    class LocalKernelManager(KernelManager):
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            super().__init__(**kw)
+            self.ip = str(root / "build" / "tmp" / f"kernel-{os.getpid()}")
+
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return LocalKernelManager
+
 def normalise(nb: dict) -> dict:
     """Strip what changes on every execution without changing a result."""
     pm = nb.get("metadata", {}).get("papermill")
@@ -113,6 +133,7 @@ def main(argv=None) -> int:
     run_log.parent.mkdir(parents=True, exist_ok=True)
     os.environ["REPLICATE_RUN_LOG"] = str(run_log)
     read_all: set = set()
+    km_class = kernel_manager_class(root)
     for i, nb_path in enumerate(notebooks, 1):
         rel = nb_path.relative_to(root)
         out = nb_path if a.profile == "cpu" else root / "build" / a.profile / rel
@@ -125,7 +146,8 @@ def main(argv=None) -> int:
         run_log.write_text("")
         try:
             pm.execute_notebook(str(nb_path), str(tmp), cwd=str(nb_path.parent), kernel_name="python3",
-                                progress_bar=False, log_output=False, report_mode=False)
+                                progress_bar=False, log_output=False, report_mode=False,
+                                kernel_manager_class=km_class)
         except BaseException as err:  # noqa: BLE001 - also Ctrl-C: the committed notebook stays as it was
             failed = root / "build" / "failed" / rel
             failed.parent.mkdir(parents=True, exist_ok=True)
