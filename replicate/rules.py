@@ -1,0 +1,366 @@
+"""Verdict rules: one function per claim, from the numbers a notebook measured to a verdict.
+
+Each rule was written before its numbers were looked at and is stated in the
+claim text exactly as it is tested here. A notebook computes the inputs from
+the records (means over seeds, per-case values) and calls the rule; the rule
+knows nothing of records, so tests/test_rules.py can drive every rule to each
+of its outcomes with synthetic inputs. `RULES` maps every claim id of the
+ledgers (results/claims/*.csv) to its rule and the verdicts the rule can
+return; a claim id without an entry fails the tests.
+
+Conventions: a per-case outcome is True (the claim holds there), False (it does
+not) or None (the case could not be tested: a failed run, a missing value); a
+rule with no testable case never returns supported or contradicted.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .claims import combine
+
+S, C, I, N, D = "supported", "contradicted", "inconclusive", "not testable here", "documented"
+
+
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _case(test, *values):
+    """test(*values) as a per-case outcome: None when a value is missing."""
+    return None if any(_nan(v) for v in values) else bool(test(*values))
+
+
+# --- adaptive quantization (Khoram & Li 2018) -----------------------------------------------------
+
+def aq_headline(compression: float, error_change: float, paper_compression: float, paper_error_change: float) -> str:
+    """aq-headline-lenet5: supported when the compression is at least half the paper's and the error
+    change at most the paper's + 0.5 points; contradicted when the compression is below half the
+    paper's; inconclusive otherwise (enough compression at a larger error cost) or when unmeasured."""
+    if _nan(compression) or _nan(error_change):
+        return I
+    if compression >= paper_compression / 2 and error_change <= paper_error_change + 0.5:
+        return S
+    if compression < paper_compression / 2:
+        return C
+    return I
+
+
+def aq_zero_loss_vs_float(ratios) -> str:
+    """aq-zero-loss-vs-float: per setting, adaptive / best floating-point compression at no validation
+    loss (inf when only adaptive qualifies, 0 when only a float method does, NaN when neither);
+    close = ratio >= 0.5; all / none / some close."""
+    return combine([_case(lambda r: r >= 0.5, r) for r in ratios], untested=I)
+
+
+def aq_near_sota(median_ratios) -> str:
+    """aq-near-sota-size: per setting, the median ratio adaptive / best competitor at equal or lower
+    error; a setting is near or better when it is >= 0.8. Supported when at least 3/4 of the settings
+    are, contradicted when at most 1/4 are, inconclusive in between or with no setting."""
+    wins = [r >= 0.8 for r in median_ratios if not _nan(r)]
+    if not wins:
+        return I
+    n_win = sum(wins)
+    if n_win >= max(1, math.ceil(0.75 * len(wins))):
+        return S
+    if n_win <= len(wins) // 4:
+        return C
+    return I
+
+
+def aq_conv_layers(conv_compressions) -> str:
+    """aq-q5-conv-layers: the conv layers are compressed more than 4x (smaller than 8-bit storage) at the
+    headline bound, per dataset; all / none / some."""
+    return combine([_case(lambda c: c > 4, c) for c in conv_compressions])
+
+
+def aq_25_iterations(fractions_at_25) -> str:
+    """aq-25-iterations: per setting, the compression at iteration 25 over the long run's final
+    compression; levelled off when >= 0.95; all / none / some."""
+    return combine([_case(lambda f: f >= 0.95, f) for f in fractions_at_25], untested=I)
+
+
+def aq_small_radius(cases) -> str:
+    """aq-small-radius-slower-more-accurate: per setting, a dict with the small (2^-8) and large (2^-4)
+    radius runs' compression, iterations and error change; holds when the small radius gives less
+    compression or more iterations (slower) AND a lower error change (more accurate); all / none / some."""
+    out = []
+    for c in cases:
+        if any(_nan(c[k]) for k in ("small_error_change", "large_error_change")):
+            out.append(None)
+            continue
+        slower = c["small_compression"] < c["large_compression"] or c["small_iterations"] > c["large_iterations"]
+        out.append(bool(slower and c["small_error_change"] < c["large_error_change"]))
+    return combine(out, untested=I)
+
+
+def aq_linearisation(median_relative_errors) -> str:
+    """aq-q2-linearisation: the linear prediction of L - L0 is adequate in a setting when its median
+    relative error is below 0.5; all / none / some."""
+    return combine([_case(lambda e: e < 0.5, e) for e in median_relative_errors], untested=I)
+
+
+def aq_binarized(pairs) -> str:
+    """aq-q3-binarized-models: per (setting, bound), (payload bits per weight after adaptive quantization
+    of the binary weights, the binary network's bits per weight); the benefit is lost when the first
+    exceeds the second; all / none / some."""
+    return combine([_case(lambda b, bn: b > bn, b, bn) for b, bn in pairs], untested=I)
+
+
+# --- baselines (Han et al. 2015) ------------------------------------------------------------------
+
+def han_reached(dense_mean: float, dense_std: float, pruned_mean: float, n_seeds: int):
+    """One dataset of han2015-<model>-12x: the iterative schedule's error at the target compression is
+    within max(2 x the dense std over seeds, 0.1) points of dense (None with < 2 seeds or no result)."""
+    if n_seeds < 2 or _nan(dense_mean) or _nan(pruned_mean):
+        return None
+    return bool(pruned_mean - dense_mean <= max(2 * dense_std, 0.1))
+
+
+def han_12x(outcomes) -> str:
+    """han2015-<model>-12x[-layer-ratios|-global]: han_reached per dataset for one variant of the
+    iterative schedule; all / none / some."""
+    return combine(outcomes)
+
+
+# --- DST (Liu et al. 2020) -------------------------------------------------------------------------
+
+def dst_table1_case(dense_std: float, variants) -> str:
+    """One dataset of dst-table1-<model>: `variants` are (accuracy drop vs dense in points, remaining %)
+    for the recipe and its longer schedule. Supported when any variant loses <= 0.5 points at < 10 %
+    remaining; contradicted when every variant loses more than 0.5 + 2 x the dense std; else inconclusive."""
+    variants = [(d, r) for d, r in variants if not (_nan(d) or _nan(r))]
+    if not variants:
+        return I
+    if any(d <= 0.5 and r < 10 for d, r in variants):
+        return S
+    if all(d > 0.5 + 2 * dense_std for d, _ in variants):
+        return C
+    return I
+
+
+def dst_table1(case_verdicts) -> str:
+    """dst-table1-<model>: the datasets' verdicts when they agree, else inconclusive."""
+    vs = set(case_verdicts)
+    return vs.pop() if len(vs) == 1 else I
+
+
+def dst_dynamics(per_dataset) -> str:
+    """dst-dynamics-*-<model>: per dataset, whether the property holds in every seed (None: no
+    successful run); all / none / some, inconclusive without runs."""
+    return combine(per_dataset, untested=I)
+
+
+def dst_alpha_monotone(means_per_model) -> str:
+    """dst-alpha-monotone: the mean remaining % strictly decreases as alpha grows, in every model."""
+    series = [list(m) for m in means_per_model if m]
+    if not series or any(_nan(v) for m in series for v in m):
+        return I
+    return S if all(all(b < a for a, b in zip(m, m[1:])) for m in series) else C
+
+
+def dst_consistent_pattern(taus) -> str:
+    """dst-consistent-pattern: Kendall's tau between per-layer remaining ratios at alpha values a decade
+    apart (NaN, constant ratios, counts as 0); supported when every tau >= 0.6, contradicted when any
+    tau <= 0, inconclusive otherwise or with no pair."""
+    taus = [0.0 if _nan(t) else t for t in taus]
+    if not taus:
+        return I
+    if all(t >= 0.6 for t in taus):
+        return S
+    if any(t <= 0 for t in taus):
+        return C
+    return I
+
+
+def dst_exp_wider(widths: dict) -> str:
+    """dst-exp-wider-alpha-range: usable alpha width (decades) per regularizer; supported when exp's
+    is larger than every alternative's, contradicted when an alternative's is larger, inconclusive on a
+    tie or without alternatives."""
+    if "exp" not in widths or len(widths) < 2:
+        return I
+    best_other = max(v for k, v in widths.items() if k != "exp")
+    return S if widths["exp"] > best_other else C if best_other > widths["exp"] else I
+
+
+def dst_activation_sparsity(pairs) -> str:
+    """dst-activation-sparsity: per (model, layer, alpha), (DST's zero-input %, dense's); holds when
+    DST's is higher; all / none / some."""
+    return combine([_case(lambda a, b: a > b, a, b) for a, b in pairs], untested=I)
+
+
+def dst_reset_wider_alpha(gains) -> str:
+    """dst-reset-wider-alpha: per large alpha, the accuracy change vs dense with the reset rule minus
+    without it (points); holds when >= 0.5; all / none / some."""
+    return combine([_case(lambda g: g >= 0.5, g) for g in gains])
+
+
+def dst_table2(profile: str, points) -> str:
+    """dst-table2-cifar: per network, (remaining %, accuracy change vs dense in points) at the first
+    alpha; supported when every network is <= 10 % remaining at a change >= -1 point, else
+    contradicted; only the paper profile (CIFAR-10, the paper's networks) can test it."""
+    if profile != "paper":
+        return N
+    points = list(points)
+    if not points or any(_nan(r) or _nan(c) for r, c in points):
+        return I
+    return S if all(r <= 10 and c >= -1.0 for r, c in points) else C
+
+
+# --- sensitivity-driven regularization (Tartaglione et al. 2018) -----------------------------------
+
+def sens_twice_sparsity(ratios) -> str:
+    """sens-twice-sparsity: per equal-error point, the method's compression over the best magnitude
+    schedule's ('in some cases': one point suffices); supported when any ratio >= 2, contradicted when
+    none exceeds 1, inconclusive otherwise."""
+    rs = [r for r in ratios if not _nan(r)]
+    if not rs:
+        return I
+    if any(r >= 2 for r in rs):
+        return S
+    return C if not any(r > 1 for r in rs) else I
+
+
+def sens_generalization(better) -> str:
+    """sens-generalization-vs-weight-decay: per setting, lower test error than weight decay beyond 2 std;
+    all / none / some."""
+    return combine(better, untested=I)
+
+
+def differs_from_weight_decay(err_a: float, err_b: float, std_a: float, std_b: float,
+                              size_a: float, size_b: float, *, size: str = "compression") -> bool:
+    """Two runs differ when their error changes differ by more than 2 x the larger std (at least
+    0.1 points), or their sizes do: compressions by more than 25 % (log ratio), or remaining
+    fractions by more than 25 % of the second's (`size="remaining"`)."""
+    tol = 2 * max(0.0 if _nan(std_a) else std_a, 0.0 if _nan(std_b) else std_b, 0.05)
+    if abs(err_a - err_b) > tol:
+        return True
+    if size == "compression":
+        return abs(math.log(size_a / size_b)) > math.log(1.25)
+    return abs(size_a - size_b) > 0.25 * size_b
+
+
+def sens_optimizers(differs_per_optimizer) -> str:
+    """sens-q6-optimizers: per optimizer other than SGD, whether the method still differs from weight
+    decay at some lambda; all / none / some."""
+    return combine(differs_per_optimizer, untested=I)
+
+
+def sens_lambda_t(within_target) -> str:
+    """sens-q7-lambda-T-selection: per target, the held-out pick keeps the test change within the
+    target; all / none / some."""
+    return combine(within_target, untested=I)
+
+
+def sens_cost(ratios_vs_weight_decay) -> str:
+    """sens-q9-cost-vs-weight-decay: the specific sensitivity's step costs at most 2x a weight-decay
+    step in every model."""
+    rs = [r for r in ratios_vs_weight_decay if not _nan(r)]
+    if not rs:
+        return I
+    return S if max(rs) <= 2.0 else C
+
+
+def sens_phase_length(stop_epoch, dense_epochs: int) -> str:
+    """sens-q5-phase-length: the sparsity stops changing within 10 % of the dense training epochs;
+    inconclusive when it was still changing at the end of the run."""
+    if _nan(stop_epoch):
+        return I
+    return S if stop_epoch <= 0.1 * dense_epochs else C
+
+
+def sens_input_side(orderings) -> str:
+    """sens-q10-input-side-pruning: per dataset (raw inputs), fc1 < fc2 < fc3 remaining in every seed;
+    all / none / some."""
+    return combine(orderings, untested=I)
+
+
+def sens_beyond_weight_decay(n_differ: int, n_same: int) -> str:
+    """sens-q11-beyond-weight-decay: over the sensitivity definitions, how many differ from weight decay
+    at some lambda and how many are indistinguishable at every lambda; supported when all differ,
+    contradicted when none does, inconclusive when some do."""
+    if n_differ + n_same == 0:
+        return I
+    return S if n_same == 0 else C if n_differ == 0 else I
+
+
+def sens_conv_case(conv_remaining_pct: float, error_change: float):
+    """One row of sens-q4-conv-layers: holds when under 50 % of the conv weights remain at an error
+    change <= +1 point; fails when 50 % or more remain; None when sparsified at a larger error cost."""
+    if _nan(conv_remaining_pct) or _nan(error_change):
+        return None
+    if conv_remaining_pct >= 50:
+        return False
+    return True if error_change <= 1.0 else None
+
+
+def sens_conv(outcomes) -> str:
+    """sens-q4-conv-layers: sens_conv_case per row; all / none / some."""
+    return combine(outcomes)
+
+
+def sens_rnn(hh_differences, error_change: float) -> str:
+    """sens-q8-rnn: per seed, the recurrent matrix's remaining % with the regularizer minus with
+    thresholding alone. Contradicted when it is >= 0 in every seed (no extra pruning); supported when
+    it is <= -1 point in every seed at an error change <= +1 point; inconclusive otherwise."""
+    d = [x for x in hh_differences if not _nan(x)]
+    if not d:
+        return I
+    if all(x >= 0 for x in d):
+        return C
+    if all(x <= -1.0 for x in d) and not _nan(error_change) and error_change <= 1.0:
+        return S
+    return I
+
+
+def not_testable() -> str:
+    """A claim that needs data or hardware that is not available (the row says what)."""
+    return N
+
+
+def documented() -> str:
+    """A correction of the paper's text or tables, checked against the references; no experiment."""
+    return D
+
+
+# claim id (regular expression, matched in full) -> (rule, the verdicts it can return)
+RULES: dict[str, tuple] = {
+    r"aq-headline-lenet5": (aq_headline, (S, C, I)),
+    r"aq-zero-loss-vs-float": (aq_zero_loss_vs_float, (S, C, I)),
+    r"aq-near-sota-size": (aq_near_sota, (S, C, I)),
+    r"aq-q5-conv-layers": (aq_conv_layers, (S, C, I, N)),
+    r"aq-25-iterations": (aq_25_iterations, (S, C, I)),
+    r"aq-small-radius-slower-more-accurate": (aq_small_radius, (S, C, I)),
+    r"aq-q2-linearisation": (aq_linearisation, (S, C, I)),
+    r"aq-q3-binarized-models": (aq_binarized, (S, C, I)),
+    r"han2015-.+-12x(-layer-ratios|-global)?": (han_12x, (S, C, I, N)),
+    r"dst-table1-.+": (dst_table1, (S, C, I)),
+    r"dst-dynamics-.+": (dst_dynamics, (S, C, I)),
+    r"dst-alpha-monotone": (dst_alpha_monotone, (S, C, I)),
+    r"dst-consistent-pattern": (dst_consistent_pattern, (S, C, I)),
+    r"dst-exp-wider-alpha-range": (dst_exp_wider, (S, C, I)),
+    r"dst-activation-sparsity": (dst_activation_sparsity, (S, C, I)),
+    r"dst-reset-wider-alpha": (dst_reset_wider_alpha, (S, C, I, N)),
+    r"dst-table2-cifar": (dst_table2, (S, C, I, N)),
+    r"sens-twice-sparsity": (sens_twice_sparsity, (S, C, I)),
+    r"sens-table2-corrections": (documented, (D,)),
+    r"sens-generalization-vs-weight-decay": (sens_generalization, (S, C, I)),
+    r"sens-q6-optimizers": (sens_optimizers, (S, C, I)),
+    r"sens-q7-lambda-T-selection": (sens_lambda_t, (S, C, I)),
+    r"sens-q9-cost-vs-weight-decay": (sens_cost, (S, C, I)),
+    r"sens-q5-phase-length": (sens_phase_length, (S, C, I)),
+    r"sens-q10-input-side-pruning": (sens_input_side, (S, C, I)),
+    r"sens-q11-beyond-weight-decay": (sens_beyond_weight_decay, (S, C, I)),
+    r"sens-q4-conv-layers": (sens_conv, (S, C, I, N)),
+    r"sens-q8-rnn": (sens_rnn, (S, C, I)),
+    r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
+    r"template-.+": (combine, (S, C, I, N)),
+}
+
+
+def rule_for(claim_id: str):
+    """(rule, outcomes) for a claim id, or None when no rule is registered."""
+    for pattern, entry in RULES.items():
+        if re.fullmatch(pattern, claim_id):
+            return entry
+    return None
