@@ -1,0 +1,83 @@
+"""Plain conv-BN-ReLU backbones of the DRL channel-pruning paper (papers/drl_pruning.md §2, §5).
+
+A `ConvChain` is a straight chain of conv3x3-BN-ReLU blocks (no bias, no
+pooling between them, optional Dropout2d after some), global average pooling
+and one Linear classifier: the shape the DRL and FBS gates wrap layer by layer
+(replicate.methods.drl_gates), and simple enough that MACs can be counted by hand.
+
+  m-cifarnet     M-CifarNet as in the official DRL code's `CifarNet` (FBS/Mayo's
+                 CifarNet): 3->64 (pad 0, 32->30), 64->64, 64->128 (s2, ->15),
+                 128->128, Dropout2d, 128->128, 128->192 (s2, ->8), 192->192,
+                 Dropout2d, 192->192; average pool; FC 192->10. For 32x32 RGB:
+                 174,301,824 MACs (conv 174,299,904 + FC 1,920); 1,293,898
+                 conv + FC parameters, plus 2,176 BN affine parameters.
+  m-fashionnet   our CPU analogue for 28x28 grey images: 6 blocks, widths
+                 32-32-64-64-128-128, strides 1,1,2,1,2,1 (28->28->28->14->14->7->7),
+                 FC 128->10: 29,128,448 MACs, 288,170 parameters with BN (287,274 without).
+  m-fashionnet-s the same at half width (16-16-32-32-64-64): 7,338,880 MACs, 72,666
+                 parameters with BN (72,218 without).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import check_choice
+
+
+class ConvBlock(nn.Module):
+    """conv (no bias) -> BN -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, padding: int = 1, kernel: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)).relu()
+
+
+class ConvChain(nn.Module):
+    """`blocks[i]` is followed by `drops[i]` (Dropout2d or Identity); then GAP and `fc`."""
+
+    def __init__(self, widths, strides, paddings=None, in_channels: int = 3, num_classes: int = 10,
+                 dropout_after=(), dropout: float = 0.5):
+        super().__init__()
+        paddings = paddings or (1,) * len(widths)
+        blocks, c = [], in_channels
+        for w, s, p in zip(widths, strides, paddings):
+            blocks.append(ConvBlock(c, w, s, p))
+            c = w
+        self.blocks = nn.ModuleList(blocks)
+        self.drops = nn.ModuleList(nn.Dropout2d(dropout) if i in dropout_after else nn.Identity()
+                                   for i in range(len(blocks)))
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        for block, drop in zip(self.blocks, self.drops):
+            x = drop(block(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def m_cifarnet(in_channels: int = 3, num_classes: int = 10) -> ConvChain:
+    return ConvChain((64, 64, 128, 128, 128, 192, 192, 192), (1, 1, 2, 1, 1, 2, 1, 1),
+                     (0, 1, 1, 1, 1, 1, 1, 1), in_channels, num_classes, dropout_after=(3, 6))
+
+
+def m_fashionnet(in_channels: int = 1, num_classes: int = 10, width: int = 32) -> ConvChain:
+    w = width
+    return ConvChain((w, w, 2 * w, 2 * w, 4 * w, 4 * w), (1, 1, 2, 1, 2, 1), None, in_channels, num_classes)
+
+
+BACKBONES = {
+    "m-cifarnet": m_cifarnet,
+    "m-fashionnet": m_fashionnet,
+    "m-fashionnet-s": lambda in_channels=1, num_classes=10: m_fashionnet(in_channels, num_classes, width=16),
+}
+
+
+def build_backbone(name: str, in_channels: int | None = None, num_classes: int = 10) -> ConvChain:
+    """A backbone by name (`BACKBONES`); `in_channels` defaults to 3 for CIFAR, 1 for Fashion-MNIST."""
+    check_choice("DRL backbone", name, tuple(BACKBONES))
+    if in_channels is None:
+        return BACKBONES[name](num_classes=num_classes)
+    return BACKBONES[name](in_channels, num_classes)
