@@ -57,6 +57,27 @@ def run_id(r) -> tuple:
     return c["model"], c["dataset"], c["seed"]
 
 
+def evaluated_history(record) -> list:
+    """Per epoch, the test accuracy and the remaining fraction of the network that was evaluated.
+
+    A history entry's `remaining` is read at the end of the epoch, after the callbacks. For
+    sensitivity runs (eq. 9) that is after the epoch's thresholding, which comes after the
+    evaluation: entry e's test accuracy belongs to the network that entry e - 1's `remaining`
+    describes (the parent's, 1.0, for the first epoch), and the run's final metrics.test_acc to the
+    last entry's. This pairs them correctly: [{"epoch", "test_acc", "remaining"}], plus a last
+    point {"epoch": "final", ...} from the run's metrics."""
+    hist = record.get("history") or []
+    if record["config"]["method"] != "sensitivity":
+        return [{"epoch": h["epoch"], "test_acc": h["test_acc"], "remaining": h["remaining"]["model"]} for h in hist]
+    out, prev = [], 1.0
+    for h in hist:
+        out.append({"epoch": h["epoch"], "test_acc": h["test_acc"], "remaining": prev})
+        prev = h["remaining"]["model"]
+    if hist and "test_acc" in record.get("metrics", {}):
+        out.append({"epoch": "final", "test_acc": record["metrics"]["test_acc"], "remaining": prev})
+    return out
+
+
 def change_vs(reference: dict, fn, key=seed_of):
     """An accessor: record -> fn(record) - fn(the reference record of the same seed); `reference`
     maps key(record) (by default the seed) to the reference run's record (the paired change

@@ -95,3 +95,32 @@ def test_oneshot_and_gradual_reach_the_target_and_keep_zeros():
     g = replicate.run(grad)["metrics"]
     assert abs(g["remaining"] - 0.1) < 0.002
     assert g["test_acc"] > 0.6
+
+
+def test_per_layer_chain_reaches_hans_layer_ratios():
+    dense = RunConfig(**SMALL)
+    final = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}
+    chain = magnitude.per_layer_chain(dense, final, [2, 4, 12], epochs=1, lr=0.01)
+    # geometric interpolation: every layer keeps fewer weights at each level, Han's ratios at the last
+    for a, b in zip(chain, chain[1:]):
+        assert all(b.args["layer_remaining"][n] < a.args["layer_remaining"][n] for n in final)
+    assert chain[-1].args["layer_remaining"] == final
+    recs = [replicate.run(c) for c in chain]
+    last = recs[-1]["metrics"]
+    for n, f in final.items():
+        assert abs(last["layers"][n]["remaining"] - f) < 1e-3
+    assert recs[0]["metrics"]["nonzero"] > recs[1]["metrics"]["nonzero"] > last["nonzero"]
+    model, _ = replicate.load_model(chain[-1])
+    assert metrics.summarize(model, (1, 28, 28))["nonzero"] == last["nonzero"]   # zeros stay zero
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"layer_remaining": {"fc1": 0.1}}, "every prunable layer"),
+    ({"layer_remaining": {"fc1": 0.1, "fc2": 0.1, "fc3": 0.1}, "compression": 4.0}, "exactly one of"),
+    ({"layer_remaining": {"fc1": 1.5, "fc2": 0.1, "fc3": 0.1}}, "fractions in (0, 1]"),
+    ({"layer_remaining": {"fc1": 0.1, "fc2": 0.1, "fc3": 0.1}, "schedule": "gradual"}, "not gradual"),
+])
+def test_per_layer_arguments_are_checked(args, message):
+    dense = RunConfig(**SMALL)
+    with pytest.raises(replicate.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        replicate.run(dense.replace(method="magnitude", parent=dense, args=args))

@@ -129,3 +129,14 @@ def test_list_parameters_given_as_text_are_parsed_not_split_into_characters():
     assert nb.check_subset("model", "lenet5-caffe", ["lenet300-100", "lenet5-caffe"]) == ["lenet5-caffe"]
     with pytest.raises(ConfigError, match="unknown model 'nope'; valid: lenet300-100"):
         nb.check_subset("model", '["nope"]', ["lenet300-100", "lenet5-caffe"])
+
+
+def test_evaluated_history_pairs_accuracy_with_the_evaluated_network():
+    # sensitivity: remaining is read after the epoch's thresholding, accuracy before it
+    hist = [{"epoch": 1, "test_acc": 0.9, "remaining": {"model": 0.8}},
+            {"epoch": 2, "test_acc": 0.85, "remaining": {"model": 0.5}}]
+    rec = {"config": {"method": "sensitivity"}, "history": hist, "metrics": {"test_acc": 0.8}}
+    pairs = report.evaluated_history(rec)
+    assert [(p["epoch"], p["test_acc"], p["remaining"]) for p in pairs] == [(1, 0.9, 1.0), (2, 0.85, 0.8), ("final", 0.8, 0.5)]
+    other = report.evaluated_history({**rec, "config": {"method": "dst"}})
+    assert [(p["test_acc"], p["remaining"]) for p in other] == [(0.9, 0.8), (0.85, 0.5)]

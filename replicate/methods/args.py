@@ -31,6 +31,8 @@ ARGS: dict[str, dict] = {
         "prune_start": 0.0,       # gradual: fraction of training before pruning starts
         "prune_end": 0.75,        # gradual: fraction of training at which s_f is reached
         "prune_every": 100,       # gradual: optimizer steps between pruning events
+        "layer_remaining": None,  # iterative/oneshot: {layer: fraction of its weights to keep} instead of a
+                                  # network-wide target (Han et al.'s published per-layer ratios)
     },
     "sensitivity": {
         "lam": 1e-4,                   # lambda of eq. 9 (not scaled by the learning rate)

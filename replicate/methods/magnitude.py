@@ -13,6 +13,9 @@ Three schedules, one argument each (`schedule`):
   schedule does, each level starting from the previous level's weights.
 - ``oneshot`` -- prune the dense model once to the target, then fine-tune
   with the mask fixed (`scope` global or layer-wise).
+  With ``layer_remaining`` ({layer: fraction kept}) a step prunes each layer to its own
+  fraction instead (the largest |w| of the layer survive): Han's published per-layer
+  ratios, which his hand-tuned per-layer sensitivities produced.
 - ``gradual`` -- Zhu & Gupta 2017, "To prune, or not to prune": sparsity rises
   as s_t = s_f (1 - (1 - (t - t0) / (t1 - t0))^3) between steps t0 and t1,
   pruning every `prune_every` steps, each layer to the same sparsity.
@@ -140,8 +143,16 @@ class Magnitude(Method):
         a = {**self.defaults, **cfg.args}
         check_choice("schedule", a["schedule"], SCHEDULES)
         check_choice("scope", a["scope"], SCOPES)
-        if (a["compression"] is None) == (a["sparsity"] is None):
-            raise ConfigError("magnitude pruning needs exactly one of compression (>= 1) or sparsity ([0, 1))")
+        given = [k for k in ("compression", "sparsity", "layer_remaining") if a[k] is not None]
+        if len(given) != 1:
+            raise ConfigError("magnitude pruning needs exactly one of compression (>= 1), sparsity ([0, 1)) "
+                              f"or layer_remaining ({{layer: fraction kept}}), got {given or 'none'}")
+        if a["layer_remaining"] is not None:
+            lr_ = a["layer_remaining"]
+            if a["schedule"] == "gradual":
+                raise ConfigError("layer_remaining works with the iterative and oneshot schedules, not gradual")
+            if not isinstance(lr_, dict) or not lr_ or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in lr_.values()):
+                raise ConfigError(f"layer_remaining must map layer names to fractions in (0, 1], got {lr_!r}")
         if a["compression"] is not None and not float(a["compression"]) >= 1:
             raise ConfigError(f"compression must be >= 1, got {a['compression']}")
         if a["sparsity"] is not None and not 0 <= float(a["sparsity"]) < 1:
@@ -153,6 +164,8 @@ class Magnitude(Method):
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}
+        if a["layer_remaining"] is not None:
+            return self._per_layer(ctx, a["layer_remaining"])
         remaining = target_remaining(a)
         if a["schedule"] == "gradual":
             model = ctx.parent_model() if ctx.cfg.parent else ctx.build_model()
@@ -179,17 +192,65 @@ class Magnitude(Method):
                                        "test_acc_before_retraining": before["acc"]})
 
 
+    def _per_layer(self, ctx, fractions: dict) -> Result:
+        """Prune each layer to its own kept fraction (of its total size; weights already pruned stay
+        pruned), then retrain with the masks fixed."""
+        model = ctx.parent_model()
+        params = prunable(model)
+        unknown = sorted(set(fractions) - set(params))
+        if unknown or set(fractions) != set(params):
+            raise ConfigError(f"layer_remaining must name every prunable layer exactly: {sorted(params)}, "
+                              f"got {sorted(fractions)}")
+        masks = {}
+        with torch.no_grad():
+            for n, p in params.items():
+                alive = p != 0
+                k = min(int(round(float(fractions[n]) * p.numel())), int(alive.sum()))
+                m = _topk_mask(p.abs().masked_fill(~alive, -1.0).flatten(), k).view_as(p)
+                masks[p] = m.to(p.dtype)
+                p.mul_(masks[p])
+        from ..train import evaluate
+        before = evaluate(model, ctx.data.x_test, ctx.data.y_test)
+        history = ctx.fit(model, masks=masks)
+        total = sum(p.numel() for p in params.values())
+        kept = sum(float(fractions[n]) * p.numel() for n, p in params.items())
+        return Result(model, history, {"requested_compression": total / kept,
+                                       "test_acc_before_retraining": before["acc"]})
+
+
 register(Magnitude())
 
 
-def iterative_chain(dense: RunConfig, compressions, epochs: int, **overrides) -> list:
+def iterative_chain(dense: RunConfig, compressions, epochs: int, scope: str = "std", **overrides) -> list:
     """Han's schedule as a chain of runs: each level prunes the previous level's
     model further and retrains it for `epochs`. Returns one config per level,
-    in increasing compression; level i's parent is level i-1 (the first's is `dense`)."""
+    in increasing compression; level i's parent is level i-1 (the first's is `dense`).
+    `scope` "std" is Han's q x sigma rule; "global" one magnitude threshold for all layers."""
+    check_choice("scope", scope, SCOPES)
+    extra = {} if scope == "std" else {"scope": scope}
     chain, parent = [], dense
     for c in sorted(compressions):
         cfg = dense.replace(method="magnitude", epochs=epochs, parent=parent,
-                            args={"schedule": "iterative", "compression": float(c)}, **overrides)
+                            args={"schedule": "iterative", "compression": float(c), **extra}, **overrides)
+        chain.append(cfg)
+        parent = cfg
+    return chain
+
+
+def per_layer_chain(dense: RunConfig, final: dict, compressions, epochs: int, **overrides) -> list:
+    """Han's iterative schedule towards per-layer kept fractions `final` ({layer: fraction}) reached at
+    the largest of `compressions`: at level c each layer keeps final[layer] ** (log c / log C), so
+    the per-layer ratios move geometrically from 1 to Han's published ones. One config per level;
+    level i's parent is level i-1 (the first's is `dense`)."""
+    levels = sorted(float(c) for c in compressions)
+    top = levels[-1]
+    if top <= 1:
+        raise ConfigError(f"per_layer_chain needs a final compression above 1, got {levels}")
+    chain, parent = [], dense
+    for c in levels:
+        frac = {n: round(float(f) ** (math.log(c) / math.log(top)), 6) for n, f in sorted(final.items())}
+        cfg = dense.replace(method="magnitude", epochs=epochs, parent=parent,
+                            args={"schedule": "iterative", "layer_remaining": frac}, **overrides)
         chain.append(cfg)
         parent = cfg
     return chain

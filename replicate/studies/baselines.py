@@ -3,7 +3,8 @@
 Per model, dataset and seed: a dense model trained with SGD and momentum at lr 0.01,
 then magnitude pruning at a list of target compressions, both as Han's iterative
 chain (each level prunes the previous one further and retrains) and one-shot with
-fine-tuning. The dense models are the "dense parents" other notebooks name when
+fine-tuning; and two variants of the iterative chain: one global magnitude threshold,
+and Han's published per-layer ratios reached at 12x. The dense models are the "dense parents" other notebooks name when
 they use the same recipe (sensitivity 02 and 06 build the same configuration, so
 the run store hands them these runs).
 
@@ -53,6 +54,21 @@ def iterative(model: str, dataset: str, seed: int, profile: str, levels) -> list
     """Han's chain over `levels` (increasing compressions), from the dense run."""
     retrain = choose(profile, PLANS)["epochs"][(model, dataset)][1]
     return magnitude.iterative_chain(dense(model, dataset, seed, profile), levels, epochs=retrain, lr=RETRAIN_LR)
+
+
+def iterative_global(model: str, dataset: str, seed: int, profile: str, levels) -> list:
+    """Han's chain with one global magnitude threshold instead of the q x sigma rule."""
+    retrain = choose(profile, PLANS)["epochs"][(model, dataset)][1]
+    return magnitude.iterative_chain(dense(model, dataset, seed, profile), levels, epochs=retrain,
+                                     scope="global", lr=RETRAIN_LR)
+
+
+def iterative_layer_ratios(model: str, dataset: str, seed: int, profile: str, levels, final: dict) -> list:
+    """Han's chain towards his published per-layer kept fractions `final` ({layer: fraction}),
+    reached at the largest of `levels` (geometric steps before it; magnitude.per_layer_chain)."""
+    retrain = choose(profile, PLANS)["epochs"][(model, dataset)][1]
+    return magnitude.per_layer_chain(dense(model, dataset, seed, profile), final, levels, epochs=retrain,
+                                     lr=RETRAIN_LR)
 
 
 def oneshot(model: str, dataset: str, seed: int, profile: str, compression: float) -> RunConfig:

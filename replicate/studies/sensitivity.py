@@ -123,3 +123,39 @@ def data_label(model: str, dataset: str, profile: str) -> str:
     n = train_size(model, dataset, profile)
     return f"{dataset} ({n:,}-image training subset)" if n else dataset
 
+
+
+# Notebook 08: the second phase at the budget of the authors' follow-up code (LOBSTER: 1,000 epochs,
+# batch 100, lambda 1e-4), against gradual magnitude pruning from the same dense parent with the same
+# epochs, batch and optimizer (vanilla SGD, lr 0.01), and the weight-decay control.
+LONG = {
+    "smoke": {"model": _L3, "dataset": "mnist5k", "epochs": 3, "batch_size": 100, "lam": 1e-4,
+              "threshold": 0.5, "targets": (4, 16)},
+    "cpu": {"model": _L3, "dataset": "mnist5k", "epochs": 1000, "batch_size": 100, "lam": 1e-4,
+            "threshold": 0.5, "targets": (4, 8, 16, 32, 64)},
+    "paper": {"model": _L3, "dataset": "mnist", "epochs": 1000, "batch_size": 100, "lam": 1e-4,
+              "threshold": 0.5, "targets": (4, 8, 16, 32, 64)},
+}
+LOBSTER_EPOCHS = 1000   # the LOBSTER code's default second-phase length (its README; the paper's own is unknown)
+
+
+def long_plan(profile: str) -> dict:
+    """Notebook 08's plan for a profile."""
+    return choose(profile, LONG)
+
+
+def long_phase2(seed: int, profile: str, kind: str) -> RunConfig:
+    """Notebook 08's second phase (kind as in `phase2`) at the long budget."""
+    p = long_plan(profile)
+    return phase2(p["model"], p["dataset"], seed, profile, p["lam"], p["threshold"], kind,
+                  epochs=p["epochs"], batch_size=p["batch_size"])
+
+
+def long_magnitude(seed: int, profile: str, compression: float) -> RunConfig:
+    """Gradual magnitude pruning (Zhu & Gupta) from the same dense parent as `long_phase2`, with its
+    epochs, batch and optimizer, to `compression`."""
+    p = long_plan(profile)
+    parent = dense(p["model"], p["dataset"], seed, profile)
+    return parent.replace(method="magnitude", parent=parent, epochs=p["epochs"], batch_size=p["batch_size"],
+                          lr=0.01, momentum=0.0,
+                          args={"schedule": "gradual", "compression": float(compression), "scope": "global"})
