@@ -195,6 +195,20 @@ def dst_reset_wider_alpha(gains) -> str:
     return combine([_case(lambda g: g >= 0.5, g) for g in gains])
 
 
+def dst_lr_decay_case(jump_high_lr, jump_low_lr):
+    """One seed of dst-lr-decay-jump: the output layer's remaining-ratio rise at the lr decay (the largest
+    ratio within the window after it minus the ratio just before), at the high and at the low initial lr.
+    Holds when the high-lr rise is >= 0.2 and larger than the low-lr rise; None when a run failed."""
+    if _nan(jump_high_lr) or _nan(jump_low_lr):
+        return None
+    return bool(jump_high_lr >= 0.2 and jump_high_lr > jump_low_lr)
+
+
+def dst_lr_decay_jump(outcomes) -> str:
+    """dst-lr-decay-jump: dst_lr_decay_case per seed; all / none / some."""
+    return combine(outcomes, untested=I)
+
+
 def dst_table2(profile: str, points) -> str:
     """dst-table2-cifar: per network, (remaining %, accuracy change vs dense in points) at the first
     alpha; supported when every network is <= 10 % remaining at a change >= -1 point, else
@@ -342,6 +356,7 @@ RULES: dict[str, tuple] = {
     r"dst-activation-sparsity": (dst_activation_sparsity, (S, C, I)),
     r"dst-reset-wider-alpha": (dst_reset_wider_alpha, (S, C, I, N)),
     r"dst-table2-cifar": (dst_table2, (S, C, I, N)),
+    r"dst-lr-decay-jump": (dst_lr_decay_jump, (S, C, I)),
     r"sens-twice-sparsity(-long)?": (sens_twice_sparsity, (S, C, I)),
     r"sens-table2-corrections": (documented, (D,)),
     r"sens-generalization-vs-weight-decay": (sens_generalization, (S, C, I)),

@@ -169,3 +169,21 @@ def test_sparsity_log_counts_mask_zero_to_one_transitions():
     assert want > 0 and log.revived == want
     assert [r["step"] for r in log.steps] == [0, 1, 2, 3]
     assert log.steps[-1]["0"] == 1.0
+
+
+def test_l0_density_penalty_is_the_kept_fraction_with_the_estimators_gradient():
+    torch.manual_seed(0)
+    layer = dst.MaskedLinear(20, 5)
+    with torch.no_grad():
+        layer.threshold.fill_(0.1)
+    model = torch.nn.Sequential(layer)
+    pen = dst.penalty_fn(model, "l0_density", 2.0)()
+    q = layer.weight.abs() - 0.1
+    assert abs(float(pen) - 2.0 * float((q > 0).float().mean())) < 1e-6
+    pen.backward()
+    h = dst.estimator_grad(q.detach(), "long_tailed")
+    # d/dt_i = -alpha * sum_j H(Q_ij) / n ; d/dW = alpha * H(Q) * sign(W) / n
+    assert torch.allclose(layer.threshold.grad, -2.0 * h.sum(1) / q.numel(), atol=1e-6)
+    assert torch.allclose(layer.weight.grad, 2.0 * h * layer.weight.detach().sign() / q.numel(), atol=1e-6)
+    # the push raises thresholds (gradient descent on t increases it): sparsity grows
+    assert (layer.threshold.grad <= 0).all() and (layer.threshold.grad < 0).any()

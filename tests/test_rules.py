@@ -44,6 +44,7 @@ CASES = {
     rules.dst_reset_wider_alpha: [(([1.0, 0.6],), S), (([0.1],), C), (([1.0, 0.0],), I), (([nan],), N)],
     rules.dst_table2: [(("paper", [(8.0, -0.5)]), S), (("paper", [(12.0, -0.5)]), C), (("paper", [(8.0, -1.5)]), C),
                        (("paper", [(nan, 0.0)]), I), (("cpu", [(8.0, -0.5)]), N)],
+    rules.dst_lr_decay_jump: [(([True, True],), S), (([False],), C), (([True, False],), I), (([None],), I)],
     rules.sens_twice_sparsity: [(([2.5, 0.8],), S), (([0.9, 1.0],), C), (([1.5],), I), (([nan],), I)],
     rules.documented: [((), D)],
     rules.sens_generalization: [(([True],), S), (([False],), C), (([True, False],), I)],
@@ -87,6 +88,10 @@ def test_per_case_helpers():
     assert rules.dst_table1_case(0.1, [(2.0, 5.0), (1.0, 3.0)]) == C
     assert rules.dst_table1_case(0.1, [(0.3, 15.0)]) == I
     assert rules.dst_table1_case(0.1, []) == I
+    assert rules.dst_lr_decay_case(0.8, 0.0) is True
+    assert rules.dst_lr_decay_case(0.1, 0.0) is False      # too small a rise
+    assert rules.dst_lr_decay_case(0.5, 0.6) is False      # no larger than at the low lr
+    assert rules.dst_lr_decay_case(math.nan, 0.0) is None
     assert rules.sens_conv_case(30.0, 0.5) is True
     assert rules.sens_conv_case(60.0, 0.5) is False
     assert rules.sens_conv_case(30.0, 2.0) is None

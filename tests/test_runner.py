@@ -251,3 +251,21 @@ def test_a_second_corrupt_copy_does_not_overwrite_the_first():
             assert store.get(cfg) is None
     aside = sorted(p.name for p in store.path(cfg).parent.glob("*.corrupt*"))
     assert len(aside) == 2, aside
+
+
+@pytest.mark.parametrize("model_name", ["lenet300-100", "lenet5-caffe"])
+def test_evaluation_does_not_depend_on_its_chunk_size(model_name):
+    # the evaluation chunk changed from 2,000 to 500 images without a CACHE_VERSION bump: that is
+    # sound only if a record's test metrics cannot depend on it (accuracy exactly, loss to float noise)
+    from replicate.methods import dst
+    from replicate.models import build
+    from replicate.tasks.classification import evaluate
+
+    torch.manual_seed(0)
+    x, y = torch.rand(2100, 1, 28, 28), torch.randint(0, 10, (2100,))
+    for model in (build(model_name), dst.to_masked(build(model_name))):
+        ref = evaluate(model, x, y, batch_size=2000)
+        for bs in (500, 137, 2100):
+            got = evaluate(model, x, y, batch_size=bs)
+            assert got["acc"] == ref["acc"]
+            assert abs(got["loss"] - ref["loss"]) <= 1e-6 * max(1.0, abs(ref["loss"]))

@@ -25,6 +25,9 @@ is silent, the official code's) choice as default:
   granularity  neuron (the paper) | layer (one scalar) | weight (one threshold per weight)
   regularizer  exp: exp(-t) (eq. 5) | linear: -t | inverse: 1/(t+eps) | neglog: -log(t+eps)
                | softplus: softplus(-t) | exp_layer_mean: per-layer mean of exp(-t)
+               | l0_density: sum over layers of the fraction of weights the mask keeps, an L0
+                 surrogate whose gradient reaches W and t through the same estimator H (ours:
+                 the reviewers asked for alternatives, the authors named none)
   reset        train_and_eval (code) | train (only while training) | off
   step_at_zero 0: S(0) = 0, the code's strict '>' | 1: S(0) = 1, the paper's Fig. 2(a)
 Biases are never masked and do not count in remaining ratios.
@@ -44,7 +47,7 @@ from .base import Method, Result, register
 
 ESTIMATORS = ("long_tailed", "ste", "triangle")
 GRANULARITIES = ("neuron", "layer", "weight")
-REGULARIZERS = ("exp", "linear", "inverse", "neglog", "softplus", "exp_layer_mean")
+REGULARIZERS = ("exp", "linear", "inverse", "neglog", "softplus", "exp_layer_mean", "l0_density")
 RESETS = ("train_and_eval", "train", "off")
 EPS = 1e-2  # keeps 1/(t+eps) and -log(t+eps) finite at t = 0 (the initial thresholds)
 
@@ -241,9 +244,16 @@ def to_plain(model: nn.Module) -> nn.Module:
 
 
 def penalty_fn(model, kind: str, alpha: float):
-    """alpha * sum over layers of the regularizer applied to the layer's thresholds."""
+    """alpha * sum over layers of the regularizer applied to the layer's thresholds
+    (l0_density: to the layer's mask density, mean(step(|W| - t)), whose backward is the estimator H)."""
     check_choice("regularizer", kind, REGULARIZERS)
-    thresholds = [m.threshold for m in masked_layers(model).values()]
+    layers = list(masked_layers(model).values())
+    thresholds = [m.threshold for m in layers]
+    if kind == "l0_density":
+        def density_penalty():
+            return alpha * sum(binary_step(m.weight.abs() - m._broadcast_threshold(), m.estimator, m.step_at_zero).mean()
+                               for m in layers)
+        return density_penalty
 
     def term(t):
         if kind == "exp":

@@ -70,3 +70,28 @@ def budget_vs_paper(models, datasets, profile: str) -> str:
     if len(set(found.values())) == 1:
         return next(iter(found.values()))
     return "; ".join(f"{m} on {d}: {v}" for (m, d), v in found.items()) or "unknown"
+
+
+# Notebook 08 (the learning-rate-decay jump): LeNet-5-Caffe with a step decay (lr x 0.1) at mid-training,
+# at two initial learning rates, the paper's LeNet alpha, SGD with momentum 0.9, batch 64.
+LR_DECAY = {
+    "smoke": {"model": "lenet5-caffe", "dataset": "mnist5k", "train_size": 500, "test_size": 300,
+              "epochs": 4, "decay_at": 2, "lrs": (0.1, 0.01), "alpha": 5e-4, "window": 1},
+    "cpu": {"model": "lenet5-caffe", "dataset": "mnist5k", "train_size": None, "test_size": None,
+            "epochs": 40, "decay_at": 20, "lrs": (0.1, 0.01), "alpha": 5e-4, "window": 3},
+    "paper": {"model": "lenet5-caffe", "dataset": "mnist", "train_size": None, "test_size": None,
+              "epochs": 40, "decay_at": 20, "lrs": (0.1, 0.01), "alpha": 5e-4, "window": 3},
+}
+
+
+def lr_decay_plan(profile: str) -> dict:
+    return choose(profile, LR_DECAY)
+
+
+def lr_decay_config(seed: int, profile: str, lr: float, dst: bool = True) -> RunConfig:
+    """Notebook 08's run: DST (or dense, `dst=False`) with lr divided by 10 after `decay_at` epochs."""
+    p = lr_decay_plan(profile)
+    c = RunConfig(model=p["model"], dataset=p["dataset"], seed=seed, profile=profile, epochs=p["epochs"], lr=lr,
+                  momentum=0.9, batch_size=64, lr_schedule="step", lr_milestones=(p["decay_at"],),
+                  train_size=p["train_size"], test_size=p["test_size"])
+    return c.replace(method="dst", args={"alpha": p["alpha"]}) if dst else c
