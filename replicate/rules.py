@@ -34,7 +34,7 @@ def _case(test, *values):
 # --- adaptive quantization (Khoram & Li 2018) -----------------------------------------------------
 
 def aq_headline(compression: float, error_change: float, paper_compression: float, paper_error_change: float) -> str:
-    """aq-headline-lenet5: supported when the compression is at least half the paper's and the error
+    """aq-headline-lenet5[-long-base]: supported when the compression is at least half the paper's and the error
     change at most the paper's + 0.5 points; contradicted when the compression is below half the
     paper's; inconclusive otherwise (enough compression at a larger error cost) or when unmeasured."""
     if _nan(compression) or _nan(error_change):
@@ -339,7 +339,7 @@ def documented() -> str:
 
 # claim id (regular expression, matched in full) -> (rule, the verdicts it can return)
 RULES: dict[str, tuple] = {
-    r"aq-headline-lenet5": (aq_headline, (S, C, I)),
+    r"aq-headline-lenet5(-long-base)?": (aq_headline, (S, C, I)),
     r"aq-zero-loss-vs-float": (aq_zero_loss_vs_float, (S, C, I)),
     r"aq-near-sota-size": (aq_near_sota, (S, C, I)),
     r"aq-q5-conv-layers": (aq_conv_layers, (S, C, I, N)),

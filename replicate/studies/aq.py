@@ -31,6 +31,7 @@ PLANS = {
         "finetune_epochs": 1, "prune_epochs": 1,
         "deltas": (0.01, 0.1), "uniform_bits": (2, 4, 8), "uniform_ft_bits": (2,),
         "dc_compressions": (10.0,), "dc_fc_bits": (5,),
+        "long_base": {("lenet5-caffe", "mnist5k"): 2},
     },
     "cpu": {
         "datasets": ("fashion_mnist", "mnist5k"), "test_size": None,
@@ -57,6 +58,8 @@ PLANS = {
         # the current-point linearisation re-derives the margins at every iteration (LeNet-5-Caffe
         # on MNIST-5k: about 140 s a run); notebook 05 runs it at the three middle bounds
         "current_deltas": (0.003, 0.01, 0.03),
+        # notebook 05's headline re-test: the headline base trained four times as long
+        "long_base": {("lenet5-caffe", "mnist5k"): 4},
     },
     "paper": {
         "datasets": ("mnist",), "train_size": None, "test_size": None,
@@ -67,6 +70,7 @@ PLANS = {
         "deltas": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
         "uniform_bits": (1, 2, 3, 4, 5, 6, 8), "uniform_ft_bits": (2, 3, 4),
         "dc_compressions": (4.0, 10.0, 20.0), "dc_fc_bits": (5, 3),
+        "long_base": {("lenet5-caffe", "mnist"): 4},
     },
 }
 HEADLINE_DELTA = 0.01      # the AQ operating point of the headline table (loss bound L0 + 0.01)
@@ -250,6 +254,16 @@ def short_base(model: str, dataset: str, seed: int, profile: str) -> RunConfig:
     """The base recipe with a quarter of the epochs: a model that is not converged."""
     b = base(model, dataset, seed, profile)
     return b.replace(epochs=max(1, b.epochs // 4))
+
+
+def long_base(model: str, dataset: str, seed: int, profile: str) -> RunConfig | None:
+    """The base recipe with `long_base` times the epochs (the plan names the pairs; None elsewhere): does
+    a longer-trained base bring the headline compression closer to the paper's?"""
+    factor = plan(profile).get("long_base", {}).get((model, dataset))
+    if factor is None:
+        return None
+    b = base(model, dataset, seed, profile)
+    return b.replace(epochs=b.epochs * factor)
 
 
 def ablation_combos(profile: str) -> tuple:
