@@ -167,6 +167,9 @@ def _cmd_show(a) -> int:
             print(f"  {k}: ({type(v).__name__} of {len(v)}; --json shows it)")
     print(f"  history: {len(record['history'])} epochs" + (f"; failed in epoch {record.get('failed_epoch')}: {record.get('error')}"
                                                             if record["status"] != "ok" else ""))
+    from .report import metric_notes
+    for note in metric_notes(record):
+        print(f"  note: {note}")
     print("\nprovenance:")
     for k, v in record["provenance"].items():
         print(f"  {k}: {v}")

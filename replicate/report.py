@@ -57,6 +57,21 @@ def run_id(r) -> tuple:
     return c["model"], c["dataset"], c["seed"]
 
 
+def metric_notes(record) -> list:
+    """What a record's metrics measure where the obvious reading is wrong (printed by `show`)."""
+    cfg, notes = record.get("config", {}), []
+    args = cfg.get("args") or {}
+    if cfg.get("method") == "uniform_quant" and args.get("latent"):
+        notes.append("latent=True: test_acc / test_error are the float shadow weights' (the run's model, kept for "
+                     "another method to start from); the binarized or quantized network's error is "
+                     "metrics.quantized_test_error")
+    if cfg.get("method") == "sensitivity":
+        notes.append("history: each epoch's test accuracy is measured before that epoch's thresholding and its "
+                     "'remaining' after it; metrics.test_acc is the final, thresholded network's "
+                     "(report.evaluated_history pairs them)")
+    return notes
+
+
 def evaluated_history(record) -> list:
     """Per epoch, the test accuracy and the remaining fraction of the network that was evaluated.
 

@@ -140,3 +140,10 @@ def test_evaluated_history_pairs_accuracy_with_the_evaluated_network():
     assert [(p["epoch"], p["test_acc"], p["remaining"]) for p in pairs] == [(1, 0.9, 1.0), (2, 0.85, 0.8), ("final", 0.8, 0.5)]
     other = report.evaluated_history({**rec, "config": {"method": "dst"}})
     assert [(p["test_acc"], p["remaining"]) for p in other] == [(0.9, 0.8), (0.85, 0.5)]
+
+
+def test_metric_notes_flag_the_misleading_readings():
+    latent = {"config": {"method": "uniform_quant", "args": {"bits": 1, "latent": True}}}
+    assert "quantized_test_error" in report.metric_notes(latent)[0]
+    assert report.metric_notes({"config": {"method": "uniform_quant", "args": {"bits": 1}}}) == []
+    assert "before that epoch's thresholding" in report.metric_notes({"config": {"method": "sensitivity", "args": {}}})[0]
