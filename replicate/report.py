@@ -127,7 +127,7 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
     notes = [note] if note else []
     subsets = sorted({r["config"].get("train_size") for r in records if isinstance(r, dict) and "config" in r} - {None})
     if subsets:   # say so on every row whose runs trained on part of the training set
-        notes.append("training subset of " + " / ".join(f"{n:,}" for n in subsets) + " images")
+        notes.append("training subset of " + " / ".join(f"{n:,}" for n in subsets) + f" {_examples(dataset)}")
     if failed:
         notes.append(f"{failed} failed run(s) excluded")
     if paper and pdata and pdata != dataset:
@@ -141,6 +141,13 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
         "n_failed": failed, "diff": diff, "note": "; ".join(notes),
         "run_keys": " ".join(r["key"] for r in records if isinstance(r, dict) and "key" in r),
     }
+
+
+def _examples(dataset: str) -> str:
+    """What a training subset of `dataset` counts: "tokens" of a token stream, else "images"."""
+    from .data import SPECS   # imported here: the data package brings torch
+    spec = SPECS.get(dataset)
+    return "tokens" if spec is not None and spec.task == "language_model" else "images"
 
 
 def table(rows) -> pd.DataFrame:

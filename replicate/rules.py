@@ -327,6 +327,46 @@ def sens_rnn(hh_differences, error_change: float) -> str:
     return I
 
 
+# --- FLOP (Wang, Wohlwend & Lei 2020) -----------------------------------------------------------------
+
+def flop_vs_agp(cases, margin: float = 0.02, size_tolerance: float = 0.02) -> str:
+    """flop-vs-agp-unstructured-<corpus>: per (target sparsity t, seed), a tuple (t, FLOP's hard sparsity,
+    FLOP's test BPC, unstructured AGP's test BPC at sparsity t, same seed and parent). A case holds when FLOP's
+    BPC is at most AGP's + `margin` (matches or beats it); it is untestable when a BPC is missing or FLOP's
+    hard sparsity is more than `size_tolerance` from t (the two models would not be the same size).
+    All / none / some of the testable cases; inconclusive when none is testable."""
+    out = []
+    for t, hard, flop_bpc, agp_bpc in cases:
+        if any(_nan(v) for v in (t, hard, flop_bpc, agp_bpc)) or abs(hard - t) > size_tolerance:
+            out.append(None)
+        else:
+            out.append(flop_bpc <= agp_bpc + margin)
+    return combine(out, untested=I)
+
+
+# --- DRL static + runtime channel pruning (Chen, Chen & Pan 2020) -----------------------------------
+
+def drl_tradeoff(acc_by_rr: dict, params_by_rr: dict, margin: float = 0.2) -> str:
+    """drl-tradeoff-rr-<budget>: accuracy (%, mean over seeds) and stored parameters (x the dense
+    backbone, with every overhead) at the trade-off rates Rr = 0, 0.5 and 1. A step from one Rr to
+    the next rises when accuracy gains more than `margin` points, falls when it loses more than
+    `margin`. Supported when accuracy rises at both steps, stored parameters rise at both steps
+    and Rr = 0.5 stores less than the dense backbone (< 1x); contradicted when accuracy falls at a
+    step, or storage does not rise at a step, or Rr = 0.5 stores 1x or more; inconclusive otherwise
+    (a step within the margin) or when a value is missing."""
+    rates = (0.0, 0.5, 1.0)
+    acc = [acc_by_rr.get(r) for r in rates]
+    par = [params_by_rr.get(r) for r in rates]
+    if any(_nan(v) for v in acc + par):
+        return I
+    if not (par[0] < par[1] < par[2]) or par[1] >= 1:
+        return C
+    steps = [b - a for a, b in zip(acc, acc[1:])]
+    if any(d < -margin for d in steps):
+        return C
+    return S if all(d > margin for d in steps) else I
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -369,6 +409,8 @@ RULES: dict[str, tuple] = {
     r"sens-q4-conv-layers": (sens_conv, (S, C, I, N)),
     r"sens-q8-rnn": (sens_rnn, (S, C, I)),
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
+    r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
+    r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

@@ -220,8 +220,8 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
     device = train.default_device()
     if have and want_model and wpath.exists() and record["status"] == "ok":
         ds_shape, classes = _shape_of(cfg)
-        model = models.build(cfg.model, ds_shape, classes)
-        model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
+        model = get_method(cfg.method).load_weights(models.build(cfg.model, ds_shape, classes),
+                                                    torch.load(wpath, map_location="cpu", weights_only=True))
         return model.to(device), record
     if have and record["status"] != "ok":
         raise RuntimeError(f"run {cfg.label} ({cfg.key}) failed earlier: {record.get('error')}; "

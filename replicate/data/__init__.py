@@ -52,6 +52,8 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "ILSVRC 2012, streamed from disk (paper profile)"),
     DatasetSpec("kjv_char", "language_model", lambda root, dl: text.load_kjv(root, unit="char"), 3724065,
                 "King James Bible characters, last 5 % test, 5 % before it dev (Debian bible-kjv)"),
+    DatasetSpec("kjv_char_sample", "language_model", lambda root, dl: text.load_kjv_sample(), 57528,
+                "its first 515 verses (63,918 characters), shipped with the package: the smoke profile's corpus"),
 )}
 DATASETS = tuple(SPECS)
 

@@ -12,6 +12,12 @@ enwik8's: the last 5 % of the text is the test set and the 5 % before it dev.
     md5, with the prefixes stripped; characters are the tokens. Looked for as
     ``<root>/kjv.txt`` or ``$REPLICATE_DATA/kjv/kjv.txt`` (a saved dump), then
     by running the ``bible`` program.
+
+``kjv_char_sample``
+    The first 515 verses of the same text (Genesis 1:1 to 21:1, 63,918
+    characters), shipped with the package (``kjv_genesis.txt``, md5-checked),
+    so that the smoke profile of the language-model notebooks needs no
+    installed corpus. Same splits and vocabulary rule as ``kjv_char``.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ KJV_COMMAND = ("bible", "-f", "Gen1:1-Rev22:21")
 KJV_DUMP_MD5 = "347edc0f3658f7bfc979db479f2a3dcb"    # the dump, 4,404,412 bytes, 31,102 verses
 KJV_INSTALL = "apt-get install bible-kjv bible-kjv-text"
 UNK = "<unk>"
+KJV_SAMPLE = Path(__file__).with_name("kjv_genesis.txt")
+KJV_SAMPLE_MD5 = "3a28c3117413296f778e598320f9e9cc"   # 63,918 characters, 515 verses, prefixes stripped
 _PREFIX = re.compile(r"^[1-3]?[A-Za-z]+\d+:\d+ ", re.MULTILINE)
 
 
@@ -122,6 +130,16 @@ def load_kjv(root=None, unit: str = "char") -> TextStream:
     if unit != "char":
         raise ValueError(f"unknown unit {unit!r}; valid: char")
     return char_stream("kjv_char", text, source)
+
+
+def load_kjv_sample() -> TextStream:
+    """The shipped first 515 verses of the King James Bible as characters (see the module docstring)."""
+    raw = KJV_SAMPLE.read_bytes()
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != KJV_SAMPLE_MD5:
+        raise DataCorrupt(f"the shipped King James sample {KJV_SAMPLE.name} has md5 {digest}, expected {KJV_SAMPLE_MD5}: "
+                          "restore it from the repository")
+    return char_stream("kjv_char_sample", raw.decode("utf-8"), f"package:{KJV_SAMPLE.name}")
 
 
 def subset(ds: TextStream, n_train: int | None = None, n_test: int | None = None) -> TextStream:

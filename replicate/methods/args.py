@@ -64,11 +64,60 @@ ARGS: dict[str, dict] = {
         "tau_rounding": "pow2",   # margins rounded down to powers of two (the size bound is tight there)
         "grad_samples": 10000,    # training images for the loss and gradient (first n of a fixed permutation); None: all
     },
+    "flop": {                     # FLOP (Wang, Wohlwend & Lei 2020): methods/flop.py, building blocks in flop_gates.py
+        "target": 0.5,            # final sparsity t of the gated layers, in [0, 1), against `total`
+        "total": "dense",         # sparsity denominator: "dense" (the gated layers' dense size) | "factorized" (the code's)
+        "warmup": 0.5,            # fraction of the run's optimizer steps over which t rises linearly from 0 (0: t at once)
+        "lambda_lr": 0.1,         # Adam lr of the multipliers lambda1, lambda2 (gradient ascent), both starting at 0
+        "gate_lr": 0.05,          # Adam lr of log alpha, its own optimizer (the SRU scripts); None: in the run's optimizer
+        "beta": 2 / 3,            # hard-concrete temperature (Louizos et al.; the official code uses 1.0)
+        "init_drop": 0.5,         # initial drop rate: log alpha ~ N(log((1 - p) / p), init_std), mean 0 at 0.5
+        "init_std": 0.01,
+        "eval_rule": "flop_topk",  # deterministic gates in eval mode: "flop_topk" (the code's) | "louizos_clamp"
+        "sampling": "batch",      # one gate sample per forward shared by the batch (the code's) | "example"
+        "layers": None,           # nn.Linear layers to factorize (qualified names); None: every plain nn.Linear
+        "init": "svd",            # factors from the parent's trained weights ("svd", exact) | "random" (from scratch)
+        "rank": None,             # None: full rank (svd) or d_in d_out / (d_in + d_out) (random)
+    },
+    "drl_prune": {                # DRL static + runtime channel pruning (Chen, Chen & Pan 2020): methods/drl_prune.py
+        "budget": 0.5,            # d in (0, 1]: the MACs (runtime) and conv parameters (static) of every layer keeping d of its channels
+        "rr": 0.5,                # trade-off rate Rr in [0, 1]: 1 runtime only, 0 static only (the code's README example 0.5)
+        "iterations": 40,         # I, alternations of Algorithm 1 (rebuttal, CIFAR-10)
+        "agent_batches": 1560,    # N1 per iteration, CNN frozen (rebuttal: 4 CIFAR-10 epochs)
+        "cnn_batches": 780,       # N2 per iteration, agents frozen (rebuttal: 2 epochs)
+        "pretrain_batches": 0,    # CNN + gates at preserve ratio 1 before the first iteration (ours; the code loads a checkpoint)
+        "finetune_epochs": 0,     # CNN epochs with the agents frozen after the last iteration
+        "agent_lr": 1e-6,         # Adam lr of both agents (paper and rebuttal)
+        "hidden": 32,             # the agents' width (paper: 128, more than M-FashionNet-S itself; rl/agents.py)
+        "encoder_input": "in",    # runtime encoder reads GAP(F_in) (rebuttal) | "in+out": also u_r (code)
+        "consumption": "actions", # the runtime reward's budget use: from the agent's ratios (paper) | "masks"
+        "under_bonus": 0.1,       # runtime reward per unit of MAC fraction under budget (code; 0: Eq. 10 alone)
+        "sign_rule": "paper",     # drl_gates: u = u_r u_s | "code"
+        "static_floor": True,     # drl_gates: never-selectable channels always pruned (ICLR section 3.4)
+        "gamma": 0.999,           # GAE discount over the layers (code)
+        "lam": 0.95,              # GAE lambda (code)
+        "clip": 0.2,              # PPO ratio clip (code)
+        "ppo_epochs": 1,          # passes over each batch of episodes (code)
+        "minibatch": 64,          # episodes per PPO step (code: 2 steps per 128-image batch)
+        "eval_every": 0,          # test evaluation every this many iterations (0: after the last only)
+    },
+    "fbs": {                      # Feature Boosting and Suppression (Gao et al. 2019), the DRL paper's baseline: methods/fbs.py
+        "budget": 0.5,            # d: every layer keeps the ceil(d C) most salient channels of each input
+        "l1": 1e-4,               # weight of the L1 penalty on the saliencies (sum over layers, mean over inputs); ours
+    },
+    "fpgm": {                     # filter pruning via the geometric median (He et al. 2019): methods/channel_prune.py
+        "budget": 0.5,            # keep ceil(d C) filters per layer (FPGM's rate_dist = 1 - d)
+        "soft": True,             # FPGM's soft pruning (zero after every epoch, slice at the end) | False: slice, then fine-tune
+    },
+    "l1_channel": {               # static uniform channel pruning by filter L1 norm (Li et al. 2017): methods/channel_prune.py
+        "budget": 0.5,            # keep the ceil(d C) filters of largest L1 norm per layer, slice, fine-tune
+    },
 }
 
 # The module under replicate/methods/ that implements each method (loaded on first use).
 MODULES: dict[str, str] = {
     "dense": "dense", "pretrained": "pretrained", "dst": "dst", "magnitude": "magnitude",
     "sensitivity": "sensitivity", "uniform_quant": "quantization", "deep_compression": "quantization",
-    "adaptive_quant": "adaptive_quant",
+    "adaptive_quant": "adaptive_quant", "drl_prune": "drl_prune", "fbs": "fbs", "fpgm": "channel_prune",
+    "l1_channel": "channel_prune", "flop": "flop",
 }

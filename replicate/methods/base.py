@@ -40,6 +40,12 @@ class Method:
     def run(self, ctx) -> Result:
         raise NotImplementedError
 
+    def load_weights(self, model, state: dict):
+        """The run's model from its cached weights; `model` is a fresh build of the run's model name. A method
+        whose result has another structure (FLOP's physically smaller layers) rebuilds it from the state."""
+        model.load_state_dict(state)
+        return model
+
 
 def method_names() -> tuple:
     """Every method name, sorted (no implementation is imported)."""

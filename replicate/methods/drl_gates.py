@@ -43,7 +43,9 @@ Accounting: `conv_macs` counts kept inputs x kept outputs per input sample, so a
 channel saves work in its own layer and in the next; `network_macs` sums a chain and
 returns gate overhead apart; `agent_macs` is the runtime agent's cost; `param_counts`
 what must be stored once never-selectable channels are deleted; `export_static` builds
-the physically narrower network.
+the physically narrower network. `measure` averages the accounting over a test set from the
+masks each input really got, and `channel_metrics` turns it into the metrics every
+channel-pruning record shares (DRL, FBS, FPGM, uniform L1).
 """
 from __future__ import annotations
 
@@ -212,10 +214,11 @@ class GatedNet(nn.Module):
     """A ConvChain backbone with every block gated; `policy(t, layer, x) -> (a_r, a_s)` (either
     may be None) is asked for the actions of layer t given its input x, as the agents are."""
 
-    def __init__(self, backbone: ConvChain, **layer_options):
+    def __init__(self, backbone: ConvChain, layer_class: type | None = None, **layer_options):
         super().__init__()
         self.static_map = layer_options.get("static_map")    # h, one module shared by every layer
-        self.layers = nn.ModuleList(GatedConv(b.conv, b.bn, **layer_options) for b in backbone.blocks)
+        layer_class = layer_class or GatedConv                # a subclass changes the gating (FBS: methods/fbs.py)
+        self.layers = nn.ModuleList(layer_class(b.conv, b.bn, **layer_options) for b in backbone.blocks)
         self.drops, self.fc = backbone.drops, backbone.fc
 
     def set_rr(self, rr) -> None:
@@ -342,6 +345,52 @@ def agent_macs(model, hidden: int = 128, encoder_input: str = "in+out") -> int:
         enc_in = conv.in_channels + (conv.out_channels if encoder_input == "in+out" else 0)
         total += enc_in * hidden + (hidden + 1) * hidden + hidden * hidden + hidden
     return total
+
+
+@torch.no_grad()
+def measure(net: GatedNet, forward, x: torch.Tensor, input_hw, batch_size: int = 500) -> dict:
+    """Per-input accounting averaged over the images `x`, from the masks each input really got:
+    `forward(xb)` must run `net` (through a policy, a wrapper...) on a chunk. Returns the mean (and
+    std) of backbone MACs (convs + classifier), conv MACs and runtime-gate MACs per input, the
+    dense backbone's MACs, and per layer the kept fraction of output channels (mean, std, min, max
+    over the inputs)."""
+    backbone, conv, gates, kept = [], [], [], []
+    for i in range(0, len(x), batch_size):
+        forward(x[i:i + batch_size])
+        m = network_macs(net, input_hw)
+        n = len(x[i:i + batch_size])
+        backbone.append(m["backbone"].expand(n))
+        conv.append(torch.as_tensor(m["conv"], dtype=torch.float64).expand(n))
+        gates.append(m["gates"].expand(n))
+        kept.append(torch.stack([layer.last_keep.to(torch.float64).mean(1) for layer in net.layers], 1))
+        dense = m["dense"]
+    backbone, conv, gates, kept = (torch.cat(v) for v in (backbone, conv, gates, kept))
+    return {"macs_backbone": float(backbone.mean()), "macs_backbone_std": float(backbone.std()) if len(x) > 1 else 0.0,
+            "macs_conv": float(conv.mean()), "macs_gates": float(gates.mean()), "macs_dense": float(dense),
+            "kept": [{"mean": float(k.mean()), "std": float(k.std()) if len(k) > 1 else 0.0,
+                      "min": float(k.min()), "max": float(k.max())} for k in kept.T]}
+
+
+def channel_metrics(measured: dict, backbone_params: int, overhead_params: int, dense_params: int,
+                    overhead_macs: float | None = None) -> dict:
+    """The flat metrics every channel-pruning record shares (DRL, FBS, FPGM, uniform L1), from
+    `measure` (or the same keys for a static net): mean backbone MACs per input against the dense
+    backbone's, the overheads (runtime gates, by default, plus the agent) apart, stored parameters
+    (backbone; overheads: gates, static importances, agent) against the dense backbone's, and per
+    layer the mean kept fraction of output channels. The runner's generic size metrics count every
+    Linear / Conv2d as dense, so "dense_macs", "effective_macs" and "theoretical_speedup" are
+    replaced by the measured backbone counts."""
+    mean, dense = measured["macs_backbone"], measured["macs_dense"]
+    over = measured.get("macs_gates", 0.0) if overhead_macs is None else overhead_macs
+    stored = backbone_params + overhead_params
+    return {"macs_mean": mean, "macs_std": measured.get("macs_backbone_std", 0.0), "macs_dense": dense,
+            "macs_fraction": mean / dense, "macs_speedup": dense / mean, "macs_overhead": float(over),
+            "macs_speedup_with_overhead": dense / (mean + over),
+            "params_backbone": int(backbone_params), "params_overhead": int(overhead_params), "params_stored": int(stored),
+            "params_dense": int(dense_params), "params_ratio": stored / dense_params,
+            "params_backbone_ratio": backbone_params / dense_params,
+            "kept_ratio": [k["mean"] for k in measured["kept"]], "kept_ratio_std": [k["std"] for k in measured["kept"]],
+            "dense_macs": dense, "effective_macs": round(mean), "theoretical_speedup": dense / mean}
 
 
 def deleted_counts(net: GatedNet) -> list:

@@ -15,7 +15,8 @@ from typing import Callable
 from torch import nn
 
 from ..errors import check_choice
-from .language import CharLSTM
+from .drl_nets import for_input as drl_backbone
+from .language import CharLSTM, CharSRU
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
                      WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
 
@@ -36,8 +37,14 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("vgg-small", lambda shape, classes: VGG(VGG_SMALL_CFG, shape[0], classes), "vision", 15.0),
     ModelSpec("gru-rows", lambda shape, classes: RowGRU(shape[0] * shape[2], 128, classes), "vision", 15.0),
     ModelSpec("vgg16", build_vgg16_imagenet, "vision", 15.0),
+    # the DRL channel-pruning backbones (drl_nets.py); costs scaled from LeNet-5-Caffe by MACs
+    ModelSpec("m-cifarnet", lambda shape, classes: drl_backbone("m-cifarnet", shape, classes), "vision", 1100.0),
+    ModelSpec("m-fashionnet", lambda shape, classes: drl_backbone("m-fashionnet", shape, classes), "vision", 190.0),
+    ModelSpec("m-fashionnet-s", lambda shape, classes: drl_backbone("m-fashionnet-s", shape, classes), "vision", 50.0),
     # per token; a character window of 64 costs about what one LeNet-300-100 image does (rough)
     ModelSpec("char-lstm", lambda shape, vocab: CharLSTM(vocab), "language", 0.05),
+    # the FLOP notebooks' character model (d 256, 2 layers, 428k parameters at 64 symbols); ~2x char-lstm per token
+    ModelSpec("char-sru", lambda shape, vocab: CharSRU(vocab), "language", 0.1),
 )}
 FAMILY_TASK = {"vision": "classification", "language": "language_model"}
 

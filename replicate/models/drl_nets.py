@@ -16,12 +16,20 @@ and one Linear classifier: the shape the DRL and FBS gates wrap layer by layer
                  FC 128->10: 29,128,448 MACs, 288,170 parameters with BN (287,274 without).
   m-fashionnet-s the same at half width (16-16-32-32-64-64): 7,338,880 MACs, 72,666
                  parameters with BN (72,218 without).
+
+The registry (replicate.models.MODELS) builds them through `for_input`, which takes the
+image shape: the first conv reads its channels (CIFAR-10 3 x 32 x 32, Fashion-MNIST
+1 x 28 x 28); the MAC counts above are for those sizes. `narrow_chain` makes a physically
+narrower copy that keeps chosen channels of each block (the static baselines' export).
 """
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import nn
 
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice
 
 
 class ConvBlock(nn.Module):
@@ -81,3 +89,47 @@ def build_backbone(name: str, in_channels: int | None = None, num_classes: int =
     if in_channels is None:
         return BACKBONES[name](num_classes=num_classes)
     return BACKBONES[name](in_channels, num_classes)
+
+
+def for_input(name: str, input_shape, num_classes: int = 10) -> ConvChain:
+    """A backbone for images of shape (C, H, W); C becomes the first conv's input channels."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"{name} takes images of shape (channels, height, width), got input shape {shape}")
+    net = build_backbone(name, shape[0], num_classes)
+    hw = shape[1:]
+    for block in net.blocks:      # every conv must still have an output pixel
+        conv = block.conv
+        hw = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in zip(hw, conv.padding, conv.kernel_size, conv.stride))
+        if min(hw) < 1:
+            raise ConfigError(f"{name} needs larger images than {shape[1]}x{shape[2]}")
+    return net
+
+
+@torch.no_grad()
+def narrow_chain(chain: ConvChain, keep) -> ConvChain:
+    """A physically narrower copy of `chain` keeping output channels keep[l] (index tensors) of block l:
+    the conv's filters, the BN's statistics and affine, the next conv's input channels and the
+    classifier's inputs. Outputs equal the full chain's whenever the dropped channels were zero
+    after their block (filter and BN affine zeroed)."""
+    if len(keep) != len(chain.blocks):
+        raise ConfigError(f"{len(keep)} channel sets for {len(chain.blocks)} blocks")
+    out = copy.deepcopy(chain)
+    prev = None
+    for block, idx in zip(out.blocks, keep):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        conv, bn = block.conv, block.bn
+        w = conv.weight[idx] if prev is None else conv.weight[idx][:, prev]
+        block.conv = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding,
+                               bias=False).to(w.device)
+        block.conv.weight.copy_(w)
+        block.bn = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum).to(w.device).train(bn.training)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(block.bn, name).copy_(getattr(bn, name)[idx])
+        block.bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+        prev = idx
+    fc = out.fc
+    out.fc = nn.Linear(len(prev), fc.out_features).to(fc.weight.device)
+    out.fc.weight.copy_(fc.weight[:, prev])
+    out.fc.bias.copy_(fc.bias)
+    return out

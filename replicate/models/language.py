@@ -41,3 +41,62 @@ class CharLSTM(nn.Module):
             h = torch.sigmoid(o) * torch.tanh(c)
             outs.append(h)
         return self.out(torch.stack(outs, 1)), (h, c)
+
+
+class SRULayer(nn.Module):
+    """One simple recurrent unit (Lei, Zhang, Wang, Dai & Artzi, EMNLP 2018), the recurrent layer of the FLOP
+    paper's character models. All of a window's matrix products happen at once, before the recurrence:
+
+        [x~_t, u_f, u_r] = W x_t                       (one nn.Linear `w`, d -> 3d, no bias)
+        f_t = sigmoid(u_f + v_f * c_{t-1} + b_f)        (element-wise; v and b are vectors)
+        r_t = sigmoid(u_r + v_r * c_{t-1} + b_r)
+        c_t = f_t * c_{t-1} + (1 - f_t) * x~_t
+        h_t = r_t * c_t + (1 - r_t) * x_t               (highway connection: input and state widths are equal)
+
+    so the only weight matrix is `w`, applied once per window: a gated or factorized `w` draws one gate
+    sample per window, as in the official FLOP code's SRU."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.d = d
+        self.w = nn.Linear(d, 3 * d, bias=False)
+        self.v = nn.Parameter(torch.zeros(2, d))      # v_f, v_r
+        self.b = nn.Parameter(torch.zeros(2, d))      # b_f, b_r
+        bound = (3 / d) ** 0.5                         # variance 1/d, the SRU paper's initialisation
+        nn.init.uniform_(self.w.weight, -bound, bound)
+
+    def forward(self, x, c=None):
+        xt, uf, ur = self.w(x).chunk(3, -1)           # (B, T, d) each
+        c = x.new_zeros(x.shape[0], self.d) if c is None else c
+        vf, vr = self.v
+        uf = uf + self.b[0]
+        states = [c]
+        for t in range(x.shape[1]):                   # only the forget gate needs the previous state in the loop
+            f = torch.sigmoid(torch.addcmul(uf[:, t], vf, c))
+            c = xt[:, t] + f * (c - xt[:, t])         # f c + (1 - f) x~
+            states.append(c)
+        cs = torch.stack(states, 1)                   # c_0 .. c_T
+        r = torch.sigmoid(ur + vr * cs[:, :-1] + self.b[1])   # r_t from c_{t-1}, for all steps at once
+        return x + r * (cs[:, 1:] - x), c             # r c + (1 - r) x
+
+
+class CharSRU(nn.Module):
+    """A character-level SRU language model: embedding (width d) -> `layers` SRU layers of width d -> a linear
+    decoder over the vocabulary. Its weight matrices are nn.Linear layers (`rnn.<i>.w`, `out`), each applied
+    once per window, so pruning, factorization and the size metrics see them. The embedding is not prunable.
+    forward(tokens (B, T), hidden: one state per layer or None) -> (logits (B, T, V), hidden)."""
+
+    def __init__(self, vocab: int, d: int = 256, layers: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.rnn = nn.ModuleList(SRULayer(d) for _ in range(layers))
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, x, hidden=None):
+        h = self.embed(x)
+        hidden = hidden or (None,) * len(self.rnn)
+        states = []
+        for layer, c in zip(self.rnn, hidden):
+            h, c = layer(h, c)
+            states.append(c)
+        return self.out(h), tuple(states)

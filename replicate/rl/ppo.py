@@ -138,17 +138,22 @@ def update(evaluate: Callable, optimizer: torch.optim.Optimizer, rollout: dict, 
     It must hold "logp", "values", "advantages" and "returns" (as collected,
     detached); anything else (observations, actions, hidden states) is passed
     through to `evaluate(minibatch) -> (new_logp, entropy, new_values)`, which
-    re-evaluates the current policy on a minibatch (a dict of the same keys)."""
+    re-evaluates the current policy on a minibatch (a dict of the same keys). It may
+    return a fourth item, an auxiliary loss added to the objective as it is (the DRL
+    agents' penalty on means outside the action range); its mean is reported as "aux_loss"."""
     n = rollout["logp"].shape[0]
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0}
+    stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0,
+             "aux_loss": 0.0}
     steps = 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, minibatch):
             idx = order[start:start + minibatch]
             mb = {k: v[idx] for k, v in rollout.items()}
-            new_logp, ent, new_v = evaluate(mb)
+            out = evaluate(mb)
+            new_logp, ent, new_v = out[:3]
+            aux = out[3] if len(out) > 3 else None
             adv = mb["advantages"].to(new_logp.dtype)
             if normalize_adv and adv.numel() > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -157,6 +162,9 @@ def update(evaluate: Callable, optimizer: torch.optim.Optimizer, rollout: dict, 
             vl = value_loss(new_v, mb["returns"].to(new_v.dtype), mb["values"].to(new_v.dtype), value_clip)
             ent = ent.mean()
             loss = pl + vf_coef * vl - ent_coef * ent
+            if aux is not None:
+                loss = loss + aux
+                stats["aux_loss"] += float(aux.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm is not None:

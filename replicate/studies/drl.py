@@ -1,0 +1,92 @@
+"""The DRL channel-pruning study plan (Chen, Chen & Pan, NeurIPS 2020): the runs its notebooks share.
+
+Per seed: a dense backbone (Adam, lr 1e-3, batch 128), then on that same parent at a budget d:
+the DRL method at several trade-off rates Rr, FBS (runtime, uniform d), FPGM and uniform L1
+channel pruning (static, physically narrowed). Every notebook that asks for the same budget and
+Rr gets the same record from the store.
+
+Profiles:
+  smoke  M-FashionNet-S on 1,000 MNIST-5k digits (500 test), 1 dense epoch, 2 pretraining
+         batches and one DRL iteration of 3 agent + 2 CNN batches, 1 baseline epoch: proves the
+         notebooks run (well under a minute).
+  cpu    M-FashionNet-S on all of Fashion-MNIST (60k/10k), a labelled proxy for M-CifarNet on
+         CIFAR-10; 2 seeds; dense 3 epochs; DRL: 100 batches of gate and static-importance
+         pretraining at ratio 1 (so the static ranking is learned, not the tie order of fresh
+         importances), then I = 8 iterations of N1 = 60 agent and N2 = 30 CNN batches (the
+         rebuttal's 2:1 ratio; 720 batches, 0.77 % of the paper's 40 x (1560 + 780)), agents at
+         lr 1e-4 (the paper's 1e-6 barely moves a policy in 480 updates; a notebook parameter);
+         baselines 1 epoch each (469 CNN batches, more than the 340 of a DRL run).
+  paper  M-CifarNet on CIFAR-10 (crop and flip, per-channel normalisation), one epoch of
+         pretraining, the rebuttal's schedule (40 x (1560 + 780) batches, agents at lr 1e-6);
+         the dense recipe (100 epochs) is ours: the paper starts from a checkpoint it does not
+         describe.
+
+Cost of the cpu profile, estimated from a timed tiny run of these configurations (6,400
+training and 2,000 test images, 1 dense epoch, DRL 24 + 12 batches, baselines 1 epoch; one
+thread on the 2-core machine while two other trainings ran, load ~6.5): per batch of 128, dense
+0.35 s, DRL agent batch 0.18 s, DRL CNN batch 0.35 s, FBS 0.32 s, FPGM (full width) 0.36 s,
+L1 (narrow) 0.14 s; evaluating 10k test images ~6 s, measuring the gated net's per-input MACs
+on them ~13 s. Per seed: dense 3 x 469 steps ~8.6 min; each DRL run 100 x 0.35 + 480 x 0.18 +
+240 x 0.35 s + ~37 s of evaluation ~4 min, three of them ~12 min; FBS ~3 min; FPGM ~3.1 min;
+L1 ~1.3 min: ~28 min per seed on one loaded thread. The notebook's two seeds as two worker
+processes of one thread each (the Makefile's default): ~28 min, inside the 45-minute budget
+even on this loaded machine; one process alone would take ~56 min, so run it with two workers.
+"""
+from __future__ import annotations
+
+from ..claims import budget as budget_text
+from ..config import RunConfig
+from . import choose
+
+CNN_LR, BATCH = 1e-3, 128        # Adam for every CNN phase (the paper's CIFAR-10 CNN lr) and the batch
+CNN_GRAD_CLIP = 40.0             # the official code's gradient-norm clip in the CNN phase
+PAPER_BATCHES = 40 * (1560 + 780)   # the rebuttal's CIFAR-10 schedule: iterations x (N1 + N2)
+
+PLANS = {
+    "smoke": {"model": "m-fashionnet-s", "dataset": "mnist5k", "train_size": 1000, "test_size": 500, "seeds": [0],
+              "dense_epochs": 1, "pretrain_batches": 2, "iterations": 1, "agent_batches": 3, "cnn_batches": 2,
+              "baseline_epochs": 1,
+              "agent_lr": 1e-4, "augment": "none", "normalize": False},
+    "cpu": {"model": "m-fashionnet-s", "dataset": "fashion_mnist", "train_size": None, "test_size": None,
+            "seeds": [0, 1], "dense_epochs": 3, "pretrain_batches": 100, "iterations": 8, "agent_batches": 60,
+            "cnn_batches": 30,
+            "baseline_epochs": 1, "agent_lr": 1e-4, "augment": "none", "normalize": False},
+    "paper": {"model": "m-cifarnet", "dataset": "cifar10", "train_size": None, "test_size": None, "seeds": [0],
+              "dense_epochs": 100, "pretrain_batches": 390, "iterations": 40, "agent_batches": 1560,
+              "cnn_batches": 780,
+              "baseline_epochs": 2, "agent_lr": 1e-6, "augment": "crop-flip", "normalize": "channel"},
+}
+
+
+def plan(profile: str) -> dict:
+    return choose(profile, PLANS)
+
+
+def dense(seed: int, profile: str) -> RunConfig:
+    p = plan(profile)
+    return RunConfig(method="dense", model=p["model"], dataset=p["dataset"], seed=seed, profile=profile,
+                     epochs=p["dense_epochs"], optimizer="adam", lr=CNN_LR, batch_size=BATCH,
+                     train_size=p["train_size"], test_size=p["test_size"], augment=p["augment"],
+                     normalize=p["normalize"])
+
+
+def drl(seed: int, profile: str, budget: float, rr: float, agent_lr: float | None = None, **args) -> RunConfig:
+    """The DRL method on the seed's dense parent (extra `args` override the plan's schedule)."""
+    p, parent = plan(profile), dense(seed, profile)
+    schedule = {k: p[k] for k in ("pretrain_batches", "iterations", "agent_batches", "cnn_batches")}
+    schedule["agent_lr"] = p["agent_lr"] if agent_lr is None else agent_lr
+    return parent.replace(method="drl_prune", parent=parent, epochs=0, grad_clip=CNN_GRAD_CLIP,
+                          args={**schedule, "budget": budget, "rr": rr, **args})
+
+
+def baseline(method: str, seed: int, profile: str, budget: float, **args) -> RunConfig:
+    """FBS, FPGM or uniform L1 channel pruning on the same parent and budget."""
+    parent = dense(seed, profile)
+    return parent.replace(method=method, parent=parent, epochs=plan(profile)["baseline_epochs"],
+                          args={"budget": budget, **args})
+
+
+def batches_vs_paper(profile: str) -> str:
+    """Our DRL schedule's batches (iterations x (N1 + N2)) over the rebuttal's, as claims.budget text."""
+    p = plan(profile)
+    return budget_text(p["iterations"] * (p["agent_batches"] + p["cnn_batches"]), PAPER_BATCHES)

@@ -1,0 +1,77 @@
+"""The FLOP study plan: the character language model, its dense parent, FLOP and unstructured AGP.
+
+Per seed: one dense `char-sru` (d 256, 2 SRU layers, 428k parameters) trained with Adam; from it, for each
+target sparsity t of the weight matrices (every nn.Linear: both SRU layers' W and the decoder), a FLOP run
+(SVD factorization, hard-concrete gates, the Lagrangian budget) and an unstructured AGP run (Zhu & Gupta's
+gradual magnitude pruning, each matrix to the same sparsity, as Distiller's pruner in the official AGP script
+does), both continuing with the parent's optimizer settings for the same number of steps and reaching t at
+the same step (FLOP's target warm-up and AGP's schedule both end halfway). Kept weights in the weight
+matrices are then equal by construction up to FLOP's distance from its target. Two departures from the
+official AGP script: it prunes the matrices of a model trained factorized from scratch (the paper's SRU has
+a low-rank projection built in), ours the dense parent's matrices, since our FLOP starts from a dense model
+too; and its schedule starts at 5 % sparsity, ours at 0.
+
+The King James Bible (`kjv_char`, 3.7M training characters) stands in for enwik8 (90M); the smoke profile
+uses the 64k-character sample shipped with the package. There is no paper plan yet: it needs the enwik8
+loader and the paper-scale SRU.
+
+Cost of the cpu plan (measured, not guessed): on this 2-core machine while it was loaded by other training
+(load average about 7), one thread trained char-sru at 4,400-6,100 characters/s (batch 32 x BPTT 64), a
+FLOP step cost 1.2x a dense step and an AGP step 1.1-1.3x, and evaluation ran at 20,000 characters/s
+(30-step runs on 61k characters, each measured twice). The dense run (2 epochs of 1.5M characters) then
+takes about 10 min; each pruning run (1 epoch) about 6 min, and the six of them run two at a time in
+about 19 min: about 30 min for the notebook from an empty store, under the 45-minute budget with
+margin; less on an idle machine.
+"""
+from __future__ import annotations
+
+from ..config import RunConfig
+from . import choose
+
+MODEL = "char-sru"
+OPTIMIZER, LR, GRAD_CLIP = "adam", 2e-3, 0.25   # dense training and the pruning phase alike
+WARMUP = 0.5          # FLOP's target warm-up and AGP's schedule both reach t at half the pruning run
+AGP_EVERY = 10        # optimizer steps between AGP's pruning events (about 35 events in the cpu plan)
+
+PLANS = {
+    "smoke": {"dataset": "kjv_char_sample", "train_size": 16_000, "test_size": 2_000, "batch_size": 16, "bptt": 32,
+              "dense_epochs": 1, "prune_epochs": 1, "targets": [0.5, 0.7], "seeds": [0]},
+    "cpu": {"dataset": "kjv_char", "train_size": 1_500_000, "test_size": 100_000, "batch_size": 32, "bptt": 64,
+            "dense_epochs": 2, "prune_epochs": 1, "targets": [0.5, 0.7, 0.9], "seeds": [0]},
+}
+
+
+def plan(profile: str) -> dict:
+    """The profile's plan (one-line error for a profile without one)."""
+    return dict(choose(profile, PLANS))
+
+
+def dense(profile: str, seed: int) -> RunConfig:
+    p = plan(profile)
+    return RunConfig(method="dense", model=MODEL, dataset=p["dataset"], seed=seed, profile=profile,
+                     epochs=p["dense_epochs"], optimizer=OPTIMIZER, lr=LR, batch_size=p["batch_size"], bptt=p["bptt"],
+                     grad_clip=GRAD_CLIP, train_size=p["train_size"], test_size=p["test_size"])
+
+
+def flop(profile: str, seed: int, target: float, **args) -> RunConfig:
+    """FLOP from the seed's dense run to sparsity `target` (other method arguments in `args`)."""
+    parent = dense(profile, seed)
+    return parent.replace(method="flop", parent=parent, epochs=plan(profile)["prune_epochs"],
+                          args={"target": float(target), **args})
+
+
+def agp(profile: str, seed: int, sparsity: float) -> RunConfig:
+    """Unstructured gradual magnitude pruning of the same dense run to `sparsity`, every matrix alike."""
+    parent = dense(profile, seed)
+    return parent.replace(method="magnitude", parent=parent, epochs=plan(profile)["prune_epochs"],
+                          args={"schedule": "gradual", "sparsity": float(sparsity), "scope": "layer",
+                                "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})
+
+
+def parameters(record, dense_total: int) -> int:
+    """All parameters a run's model keeps: FLOP's exported model as it is; for a dense or masked model, the
+    dense model's count less its zeroed weights (biases and the embedding are never pruned)."""
+    m = record["metrics"]
+    if "params_exported_model" in m:
+        return m["params_exported_model"]
+    return dense_total - (m["weights"] - m["nonzero"])

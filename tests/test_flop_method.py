@@ -1,0 +1,261 @@
+"""The FLOP method (replicate/methods/flop.py) and its character model: the SRU layer follows its equations,
+the Lagrangian drives a toy's sparsity to a small target, the exported model is the masked model, bad
+arguments are one-line ConfigErrors, and a FLOP run (and its AGP baseline) goes through the run store on a
+fabricated King James-style corpus."""
+import hashlib
+import math
+
+import pytest
+import torch
+
+from replicate import data, models, runner, tasks, train
+from replicate.config import ConfigError, RunConfig
+from replicate.data import text
+from replicate.methods.flop import LagrangianPruning, restore_exported
+from replicate.methods.flop_gates import (export_model, factorize, factorized_layers, flop_parameters,
+                                          hard_sparsity)
+from replicate.models.language import CharLSTM, CharSRU, SRULayer
+
+torch.set_num_threads(1)
+
+VERSES = ["And he said, Let there be light upon the face of the deep.",
+          "For the earth is full of his goodness, and the sea also.",
+          "Behold, the days come that the vineyard shall bring forth fruit."]
+
+
+@pytest.fixture
+def kjv_dir(tmp_path, monkeypatch):
+    """A fabricated dump in the `bible -f` format, accepted as the corpus (its md5 patched in)."""
+    raw = "".join(f"Ge{i // 20 + 1}:{i % 20 + 1} {VERSES[i % 3]}\n" for i in range(300)).encode()
+    (tmp_path / "data" / "kjv").mkdir(parents=True)
+    (tmp_path / "data" / "kjv" / "kjv.txt").write_bytes(raw)
+    monkeypatch.setenv("REPLICATE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(text, "KJV_DUMP_MD5", hashlib.md5(raw).hexdigest())
+    data._clear_cache()
+    yield
+    data._clear_cache()
+
+
+def _dense(**kw):
+    c = dict(model="char-sru", dataset="kjv_char", epochs=1, optimizer="adam", lr=3e-3, batch_size=8, bptt=16,
+             grad_clip=0.5, train_size=6000, test_size=400, profile="smoke")
+    c.update(kw)
+    return RunConfig(**c)
+
+
+def _flop(args=None, **kw):
+    dense = _dense()
+    return dense.replace(method="flop", parent=dense, args=args or {}, **kw)
+
+
+# -- the model ------------------------------------------------------------------------------------------
+
+def test_sru_layer_follows_its_equations():
+    torch.manual_seed(0)
+    layer = SRULayer(5)
+    with torch.no_grad():
+        layer.v.normal_()
+        layer.b.normal_()
+    x, c0 = torch.randn(3, 7, 5), torch.randn(3, 5)
+    h, c_last = layer(x, c0)
+    w = layer.w.weight
+    c, ref = c0, []
+    for t in range(7):                      # the recurrence written out, one step at a time
+        xt, uf, ur = (w @ x[:, t].T).T.chunk(3, -1)
+        f = torch.sigmoid(uf + layer.v[0] * c + layer.b[0])
+        r = torch.sigmoid(ur + layer.v[1] * c + layer.b[1])
+        c = f * c + (1 - f) * xt
+        ref.append(r * c + (1 - r) * x[:, t])
+    assert torch.allclose(h, torch.stack(ref, 1), atol=1e-6) and torch.allclose(c_last, c, atol=1e-6)
+
+
+def test_char_sru_size_state_and_registry():
+    m = models.build("char-sru", (), 64)
+    assert isinstance(m, CharSRU) and sum(p.numel() for p in m.parameters()) == 428_096
+    assert [n for n, x in m.named_modules() if isinstance(x, torch.nn.Linear)] == ["rnn.0.w", "rnn.1.w", "out"]
+    x = torch.randint(0, 64, (2, 9))
+    logits, hidden = m(x)
+    assert logits.shape == (2, 9, 64) and len(hidden) == 2
+    # carrying the state over two windows is running the whole sequence at once
+    a, ha = m(x[:, :4])
+    b, _ = m(x[:, 4:], ha)
+    assert torch.allclose(torch.cat([a, b], 1), logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: CharSRU(11, 12, 2), lambda: CharLSTM(11, 8, 12)])
+def test_both_character_models_factorize_exactly(make):
+    torch.manual_seed(0)
+    m = make()
+    x = torch.randint(0, 11, (2, 6))
+    before = m(x)[0]
+    factorize(m, eval_rule="louizos_clamp")
+    for layer in factorized_layers(m).values():
+        with torch.no_grad():
+            layer.gates.log_alpha.fill_(10.0)        # every gate open: the SVD factors are the dense weights
+    m.eval()
+    assert torch.allclose(m(x)[0], before, atol=1e-4)
+
+
+# -- the Lagrangian on a toy ------------------------------------------------------------------------------
+
+def _toy_stream(n=6000, vocab=12, seed=0):
+    """A learnable stream: a repeating phrase with a random symbol every fifth position."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.arange(n) % 7 + 1
+    noise = torch.randint(1, vocab, (n,), generator=g)
+    return torch.where(torch.arange(n) % 5 == 0, noise, s)
+
+
+def _toy_data():
+    return text.TextStream("toy", _toy_stream(), _toy_stream(600, seed=1), _toy_stream(600, seed=2),
+                           tuple(str(i) for i in range(12)), "synthetic")
+
+
+def test_the_lagrangian_drives_a_toy_to_a_small_target():
+    """About 190 steps: the multipliers overshoot, oscillate and settle (faster rates than the defaults,
+    which are set for runs of about a thousand steps)."""
+    ds, task = _toy_data(), tasks.LanguageModel(bptt=16)
+    torch.manual_seed(0)
+    m = CharSRU(12, 32, 1)
+    train.fit(m, ds, epochs=1, batch_size=8, optimizer="adam", lr=1e-2, task=task, progress=False)
+    factorize(m)
+    cb = LagrangianPruning(target=0.3, warmup=0.3, total="dense", lambda_lr=0.1, gate_lr=0.1)
+    hist = train.fit(m, ds, epochs=4, batch_size=8, optimizer="adam", lr=3e-3, task=task, progress=False,
+                     callbacks=[cb], penalty=cb.penalty, params=flop_parameters(m)["model"])
+    last = hist[-1]
+    assert abs(last["hard_sparsity"] - 0.3) <= 0.03 and abs(last["expected_sparsity"] - 0.3) <= 0.03
+    assert last["target"] == 0.3 and last["lambda2"] > 0          # lambda2's gradient (s - t)^2 only grows it
+    assert max(p["expected_sparsity"] for p in cb.trace) > 0.4     # it overshot on the way
+    assert last["test_bpc"] < hist[0]["test_bpc"]
+    assert 50 <= len(cb.trace) <= 200 and cb.trace[-1]["step"] == 4 * task.steps_per_epoch(task.prepare(ds, "cpu"), 8)
+    assert set(cb.trace[0]) == {"step", "target", "expected_sparsity", "hard_sparsity", "lambda1", "lambda2"}
+
+
+@pytest.mark.parametrize("rule", ["flop_topk", "louizos_clamp"])
+def test_exported_model_is_the_masked_model(rule):
+    torch.manual_seed(0)
+    m = CharSRU(12, 16, 2)
+    factorize(m, eval_rule=rule)
+    with torch.no_grad():
+        for layer in factorized_layers(m).values():
+            layer.gates.log_alpha.normal_(0.0, 3.0)           # a mix of closed, soft and open gates
+    m.eval()
+    x = torch.randint(0, 12, (3, 10))
+    masked, hidden = m(x)
+    kept = sum(layer.kept_parameters() for layer in factorized_layers(m).values())
+    assert 0 < hard_sparsity(m) < 1
+    exported = export_model(m)
+    assert not factorized_layers(exported)
+    out, hidden2 = exported(x)
+    assert torch.allclose(out, masked, atol=1e-5) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hidden, hidden2))
+    linear_weights = sum(x.weight.numel() for x in exported.modules() if isinstance(x, torch.nn.Linear))
+    assert linear_weights == kept
+    # the cached weights of an exported model load back into a fresh build of the model name
+    again = restore_exported(CharSRU(12, 16, 2), exported.state_dict()).eval()
+    assert torch.allclose(again(x)[0], out)
+
+
+# -- arguments ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    ({"target": 1.0}, r"target \(sparsity\) must be a number in \[0, 1\)"),
+    ({"target": -0.1}, r"in \[0, 1\)"),
+    ({"target": True}, r"in \[0, 1\)"),
+    ({"warmup": 1.5}, r"warmup must be a fraction"),
+    ({"lambda_lr": 0}, "lambda_lr must be a finite number > 0"),
+    ({"gate_lr": -1.0}, r"gate_lr must be a finite number > 0 or None"),
+    ({"beta": 0}, "beta must be a finite number > 0"),
+    ({"init_drop": 1.0}, r"init_drop must be in \(0, 1\)"),
+    ({"init_std": -1.0}, "init_std must be a finite number >= 0"),
+    ({"eval_rule": "median"}, "unknown evaluation rule 'median'; valid: flop_topk, louizos_clamp"),
+    ({"sampling": "token"}, "unknown gate sampling 'token'; valid: batch, example"),
+    ({"init": "zeros"}, "unknown factorization init 'zeros'; valid: svd, random"),
+    ({"total": "model"}, "unknown sparsity total 'model'; valid: dense, factorized"),
+    ({"rank": 0}, "rank must be an integer >= 1 or None"),
+    ({"layers": ["rnn.0.w", "decoder"]}, r"unknown nn.Linear layer\(s\) 'decoder' in 'char-sru'; valid: rnn.0.w, rnn.1.w, out"),
+    ({"layers": []}, "layers must be None"),
+    ({"tau": 1}, r"unknown argument\(s\) \['tau'\] for method 'flop'"),
+])
+def test_bad_arguments_are_one_line_config_errors(args, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        _flop(args).validate()
+    assert "\n" not in str(err.value)
+
+
+def test_flop_needs_a_parent_of_the_same_model():
+    with pytest.raises(ConfigError, match="needs a parent run"):
+        RunConfig(method="flop", model="char-sru", dataset="kjv_char").validate()
+    with pytest.raises(ConfigError, match="same model as its parent"):
+        _flop().replace(model="char-lstm").validate()
+    _flop({"layers": "out", "gate_lr": None, "target": 0.0}).validate()     # a name, shared optimizer, t = 0
+
+
+# -- through the run store ----------------------------------------------------------------------------------
+
+def test_flop_run_round_trips_through_the_store(kjv_dir, monkeypatch):
+    cfg = _flop({"target": 0.4, "warmup": 0.25})
+    rec = runner.run(cfg)
+    assert rec["status"] == "ok" and rec["config"]["parent"]["method"] == "dense"
+    m = rec["metrics"]
+    # the exported model is the run's model: its metric is the masked model's, its size the kept one
+    assert m["test_bpc"] == m["test_bpc_exported"] and math.isclose(m["test_bpc_masked"], m["test_bpc"], abs_tol=1e-4)
+    assert m["params_exported_model"] == m["params_dense_model"] - m["params_gated_dense"] + m["params_gated_kept"]
+    assert m["weights"] == m["params_gated_kept"] == sum((256 + 768) * r for n, r in m["kept_rank"].items()
+                                                         if n != "out") + (256 + m["full_rank"]["out"]) * m["kept_rank"]["out"]
+    assert m["full_rank"]["rnn.0.w"] == 256 and m["params_gated_dense"] == 2 * 256 * 768 + 256 * m["full_rank"]["out"]
+    for which in ("expected", "hard"):
+        assert m[f"{which}_sparsity_factorized"] > m[f"{which}_sparsity_dense"]   # full-rank SVD: a larger total
+    assert m["hard_sparsity_dense"] == pytest.approx(1 - m["params_gated_kept"] / m["params_gated_dense"])
+    assert m["target"] == 0.4 and m["lambda2"] > 0 and m["trace"] and m["sparsity_total"] == "dense"
+    assert {"expected_sparsity", "hard_sparsity", "lambda1", "lambda2", "target"} <= set(rec["history"][-1])
+    # asked again: the stored record, nothing trained; the cached weights rebuild the physically smaller model
+    monkeypatch.setenv("REPLICATE_NO_TRAIN", "1")
+    assert runner.run(cfg)["key"] == rec["key"]
+    model, again = runner.load_model(cfg)
+    assert again["key"] == rec["key"] and not factorized_layers(model)
+    assert model.rnn[0].w.q.weight.shape == (m["kept_rank"]["rnn.0.w"], 256)
+    ds = runner.load_data(cfg)
+    assert tasks.LanguageModel(bptt=16).evaluate(model, ds.test)["bpc"] == pytest.approx(m["test_bpc"], abs=1e-6)
+
+
+def test_gradual_magnitude_pruning_works_on_the_language_model(kjv_dir):
+    dense = _dense()
+    agp = dense.replace(method="magnitude", parent=dense, args={"schedule": "gradual", "sparsity": 0.4, "prune_end": 0.5,
+                                                                 "prune_every": 5})
+    rec = runner.run(agp)
+    m = rec["metrics"]
+    assert rec["status"] == "ok" and m["remaining"] == pytest.approx(0.6, abs=1e-4)
+    assert math.isfinite(m["test_bpc"]) and m["test_bpc"] < math.log2(len(data.load("kjv_char").vocab))
+
+
+# -- the corpus sample and the study plan ----------------------------------------------------------------------
+
+def test_the_shipped_sample_is_the_start_of_the_corpus():
+    ds = data.load("kjv_char_sample")
+    assert len(ds.train) + len(ds.dev) + len(ds.test) == 63_918 and len(ds.test) == len(ds.dev) == 3_195
+    assert "".join(ds.vocab[i] for i in ds.train[:16].tolist()) == "In the beginning"
+    try:
+        full = data.load("kjv_char")
+    except data.DataNotFound:
+        pytest.skip("the King James Bible packages are not installed")
+    plain = text.KJV_SAMPLE.read_text()
+    assert "".join(full.vocab[i] for i in full.train[: len(plain)].tolist()) == plain
+
+
+def test_the_study_plans_are_valid_configurations():
+    from replicate.studies import flop as study
+
+    for profile in study.PLANS:
+        p = study.plan(profile)
+        for seed in p["seeds"]:
+            cfgs = [study.dense(profile, seed)]
+            cfgs += [study.flop(profile, seed, t) for t in p["targets"]] + [study.agp(profile, seed, t) for t in p["targets"]]
+            for c in cfgs:
+                c.validate()
+            assert len({c.key for c in cfgs}) == len(cfgs)
+            assert all(c.parent == cfgs[0] for c in cfgs[1:])
+    with pytest.raises(ConfigError, match="unknown profile 'paper'; valid: smoke, cpu"):
+        study.plan("paper")
+    rec = {"metrics": {"weights": 100, "nonzero": 40}}
+    assert study.parameters(rec, 1000) == 940
+    assert study.parameters({"metrics": {"params_exported_model": 500, "weights": 500, "nonzero": 500}}, 1000) == 500
