@@ -226,6 +226,10 @@ def _cmd_run(a) -> int:
     return 0 if rec["status"] == "ok" else 1
 
 
+def _unit(ds) -> str:
+    return "tokens" if getattr(ds, "task", "") == "language_model" else "images"
+
+
 def _cmd_ensure_data(a) -> int:
     """Make sure the datasets of a profile are there, installing the offline ones if possible."""
     import os
@@ -238,19 +242,20 @@ def _cmd_ensure_data(a) -> int:
     for name in prof.datasets:
         try:
             ds = data.load(name)
-            print(f"{name}: {len(ds.x_train)} train / {len(ds.x_test)} test images ({ds.source})")
+            print(f"{name}: {len(ds.x_train)} train / {len(ds.x_test)} test {_unit(ds)} ({ds.source})")
             continue
         except data.DataNotFound as err:
             first = err
-        if name == "fashion_mnist" and shutil.which("apt-get") and os.geteuid() == 0:
-            print("fashion_mnist: installing the Debian package dataset-fashion-mnist")
-            ok = subprocess.run("apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist",
+        debian = {"fashion_mnist": "dataset-fashion-mnist", "kjv_char": "bible-kjv bible-kjv-text"}
+        if name in debian and shutil.which("apt-get") and os.geteuid() == 0:
+            print(f"{name}: installing the Debian package(s) {debian[name]}")
+            ok = subprocess.run(f"apt-get update -qq && apt-get install -y -qq {debian[name]}",
                                 shell=True).returncode == 0
             data._clear_cache()
             if ok:
                 try:
                     ds = data.load(name)
-                    print(f"{name}: {len(ds.x_train)} train / {len(ds.x_test)} test images ({ds.source})")
+                    print(f"{name}: {len(ds.x_train)} train / {len(ds.x_test)} test {_unit(ds)} ({ds.source})")
                     continue
                 except data.DataNotFound:
                     pass

