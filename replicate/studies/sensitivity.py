@@ -131,8 +131,10 @@ def data_label(model: str, dataset: str, profile: str) -> str:
 LONG = {
     "smoke": {"model": _L3, "dataset": "mnist5k", "epochs": 3, "batch_size": 100, "lam": 1e-4,
               "threshold": 0.5, "targets": (4, 16)},
+    # magnitude targets up to 16x: the 1,000-epoch eq. 9 runs end near 4.4x, so the equal-error comparison
+    # is decided at 4-16x; 32x and 64x (planned first) were cut for time, which can only favour eq. 9
     "cpu": {"model": _L3, "dataset": "mnist5k", "epochs": 1000, "batch_size": 100, "lam": 1e-4,
-            "threshold": 0.5, "targets": (4, 8, 16, 32, 64)},
+            "threshold": 0.5, "targets": (4, 8, 16)},
     "paper": {"model": _L3, "dataset": "mnist", "epochs": 1000, "batch_size": 100, "lam": 1e-4,
               "threshold": 0.5, "targets": (4, 8, 16, 32, 64)},
 }
