@@ -367,6 +367,29 @@ def drl_tradeoff(acc_by_rr: dict, params_by_rr: dict, margin: float = 0.2) -> st
     return S if all(d > margin for d in steps) else I
 
 
+def printed_agreement(ours: float, printed: float, decimals: int) -> str:
+    """One count against the paper's printed value: "agrees" when ours rounds to it at the printed
+    precision (`decimals`), "near" when it is off by at most one unit of the last printed digit,
+    "differs" beyond; "unmeasured" when either is missing."""
+    if _nan(ours) or _nan(printed):
+        return "unmeasured"
+    if round(ours, decimals) == round(printed, decimals):
+        return "agrees"
+    return "near" if abs(ours - printed) <= 10.0 ** -decimals + 1e-12 else "differs"
+
+
+def drl_printed_counts(cases) -> str:
+    """drl-agent-overhead-*: cases of (ours, printed, decimals). Supported when every count agrees
+    with the printed value at its precision, contradicted when any differs by more than one unit of
+    the last printed digit, inconclusive otherwise (near, or unmeasured)."""
+    found = [printed_agreement(*c) for c in cases]
+    if not found or "unmeasured" in found:
+        return I
+    if "differs" in found:
+        return C
+    return S if all(f == "agrees" for f in found) else I
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -411,6 +434,7 @@ RULES: dict[str, tuple] = {
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
+    r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

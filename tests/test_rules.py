@@ -66,6 +66,8 @@ CASES = {
                          (({0.0: 90.0, 0.5: 91.0, 1.0: 92.0}, {0.0: 0.3, 0.5: 0.8, 1.0: 0.7}), C),
                          (({0.0: 90.0, 0.5: 90.1, 1.0: 92.0}, {0.0: 0.3, 0.5: 0.8, 1.0: 1.2}), I),
                          (({0.0: 90.0, 0.5: nan, 1.0: 92.0}, {0.0: 0.3, 0.5: 0.8, 1.0: 1.2}), I)],
+    rules.drl_printed_counts: [(([(0.297, 0.3, 1), (1.112, 1.11, 2)],), S), (([(0.42, 0.3, 1)],), C),
+                               (([(0.22, 0.3, 1)],), I), (([(nan, 0.3, 1)],), I), (([],), I)],
     rules.not_testable: [((), N)],
     rules.combine: [(([True],), S), (([False],), C), (([True, False],), I), (([],), N)],
 }
@@ -133,3 +135,11 @@ def test_notebooks_take_verdicts_from_rules():
             if cell["cell_type"] == "code":
                 src = "".join(cell["source"])
                 assert not literal.search(src), f"{path.name}: a verdict literal in a code cell: {literal.search(src).group(0)}"
+
+
+def test_printed_agreement_bands():
+    assert rules.printed_agreement(3.934, 3.93, 2) == "agrees"
+    assert rules.printed_agreement(3.94, 3.93, 2) == "near"
+    assert rules.printed_agreement(3.96, 3.93, 2) == "differs"
+    assert rules.printed_agreement(174.3, 174, 0) == "agrees"
+    assert rules.printed_agreement(None, 1.0, 1) == "unmeasured"

@@ -35,7 +35,7 @@ even on this loaded machine; one process alone would take ~56 min, so run it wit
 from __future__ import annotations
 
 from ..claims import budget as budget_text
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from . import choose
 
 CNN_LR, BATCH = 1e-3, 128        # Adam for every CNN phase (the paper's CIFAR-10 CNN lr) and the batch
@@ -90,3 +90,53 @@ def batches_vs_paper(profile: str) -> str:
     """Our DRL schedule's batches (iterations x (N1 + N2)) over the rebuttal's, as claims.budget text."""
     p = plan(profile)
     return budget_text(p["iterations"] * (p["agent_batches"] + p["cnn_batches"]), PAPER_BATCHES)
+
+
+# --- notebook 00: accounting without training ------------------------------------------------------
+
+ACCOUNTING_INPUT = {"m-cifarnet": (3, 32, 32), "m-fashionnet": (1, 28, 28), "m-fashionnet-s": (1, 28, 28)}
+
+
+def accounting(model: str, budgets=(0.5, 0.7), hidden: int = 128) -> dict:
+    """What the counting rules give for an untrained backbone, no data needed: dense MACs and
+    parameters (conv + FC, the paper's count, and with BN's affine), per budget d the MAC
+    speed-up measured from the masks when every conv keeps ceil(d C) of its output channels for
+    every input and the speed-up by the budget rule (d C, unrounded), FBS's gate parameters, the
+    runtime agent's MACs and parameters at width `hidden` with either encoder input, and the
+    runtime-only (Rr = 1) stored parameters (gates, static importances and agent included)."""
+    import torch
+
+    from ..methods import drl_gates as G
+    from ..methods import drl_prune
+    from ..methods.args import ARGS
+    from ..models.drl_nets import build_backbone
+
+    shape = ACCOUNTING_INPUT.get(model)
+    if shape is None:
+        raise ConfigError(f"no accounting input size for {model!r}; valid: {', '.join(ACCOUNTING_INPUT)}")
+    torch.manual_seed(0)
+    hw, net = shape[1:], build_backbone(model).eval()
+    dense = G.network_macs(net, hw)["dense"]
+    p = G.param_counts(net)
+    out = {"model": model, "input": shape, "dense_macs": dense, "params_conv_fc": p["conv"] + p["fc"],
+           "params_backbone": p["backbone"], "conv_layers": len(G.convs_of(net)), "budgets": {}}
+    gated = G.to_gated(net).eval()
+    for d in budgets:
+        with torch.no_grad():
+            gated(torch.randn(2, *shape), policy=lambda t, layer, x, d=d: (d, None))
+        measured = dense / float(G.network_macs(gated, hw)["backbone"].mean())
+        out["budgets"][d] = {"speedup_measured": measured, "speedup_budget_rule": 1 / G.uniform_budget(net, d, hw)}
+    out["fbs_gate_params"] = G.param_counts(gated)["gate"]
+    out["fbs_params_ratio"] = (p["conv"] + p["fc"] + out["fbs_gate_params"]) / (p["conv"] + p["fc"])
+    out["agent"] = {}
+    for enc in ("in", "in+out"):
+        a = {**ARGS["drl_prune"], "rr": 1.0, "hidden": hidden, "encoder_input": enc}
+        drl = drl_prune.build(net, a, hw)
+        pc = G.param_counts(drl.gated)
+        agent = drl.runtime.inference_params()
+        out["agent"][enc] = {"macs": G.agent_macs(net, hidden, enc), "params": agent,
+                             "macs_pct": 100 * G.agent_macs(net, hidden, enc) / dense,
+                             "runtime_only_params_ratio": (pc["total"] + agent) / p["backbone"],
+                             "runtime_only_parts": {"backbone": pc["backbone"], "gates": pc["gate"],
+                                                    "static": pc["static"], "agent": agent}}
+    return out
