@@ -390,6 +390,26 @@ def drl_printed_counts(cases) -> str:
     return S if all(f == "agrees" for f in found) else I
 
 
+def drl_lr_ablation(reference_acc: float, high_cnn_lr_acc: float, other_accs, margin: float = 2.0,
+                    chance_below: float = 20.0, works_above: float = 50.0, high_diverged: bool = False) -> str:
+    """drl-lr-ablation-*: the rebuttal's pattern. Supported when the run with the CNN lr raised x10
+    collapses (accuracy below `chance_below` %) and every other pair (one lr changed) stays within
+    `margin` points of the reference pair; contradicted when the raised CNN lr still works (accuracy
+    of `works_above` % or more) or another pair is more than `margin` points from the reference;
+    inconclusive otherwise (a partial collapse), when a run is missing or when the reference pair
+    itself is below `works_above`. `high_diverged`: every run
+    of the raised CNN lr diverged (a non-finite loss), which counts as a collapse."""
+    if high_diverged:
+        high_cnn_lr_acc = 0.0
+    values = [reference_acc, high_cnn_lr_acc, *other_accs]
+    if any(_nan(v) for v in values) or not other_accs or reference_acc < works_above:
+        return I     # a missing run, or a reference pair that itself does not work: nothing to compare
+    robust = all(abs(a - reference_acc) <= margin for a in other_accs)
+    if high_cnn_lr_acc >= works_above or not robust:
+        return C
+    return S if high_cnn_lr_acc < chance_below else I
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -435,6 +455,7 @@ RULES: dict[str, tuple] = {
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
+    r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

@@ -70,13 +70,27 @@ def dense(seed: int, profile: str) -> RunConfig:
                      normalize=p["normalize"])
 
 
-def drl(seed: int, profile: str, budget: float, rr: float, agent_lr: float | None = None, **args) -> RunConfig:
-    """The DRL method on the seed's dense parent (extra `args` override the plan's schedule)."""
+def drl(seed: int, profile: str, budget: float, rr: float, agent_lr: float | None = None,
+        cnn_lr: float | None = None, **args) -> RunConfig:
+    """The DRL method on the seed's dense parent (extra `args` override the plan's schedule;
+    `cnn_lr`, the CNN phase's Adam lr, defaults to the parent's)."""
     p, parent = plan(profile), dense(seed, profile)
     schedule = {k: p[k] for k in ("pretrain_batches", "iterations", "agent_batches", "cnn_batches")}
     schedule["agent_lr"] = p["agent_lr"] if agent_lr is None else agent_lr
-    return parent.replace(method="drl_prune", parent=parent, epochs=0, grad_clip=CNN_GRAD_CLIP,
-                          args={**schedule, "budget": budget, "rr": rr, **args})
+    cfg = parent.replace(method="drl_prune", parent=parent, epochs=0, grad_clip=CNN_GRAD_CLIP,
+                         args={**schedule, "budget": budget, "rr": rr, **args})
+    return cfg if cnn_lr is None else cfg.replace(lr=float(cnn_lr))
+
+
+# notebook 05: the rebuttal's learning-rate ablation (CIFAR-10, d = 0.5, Rr = 0.5), (DRL lr, CNN lr)
+LR_PAIRS = ((1e-6, 1e-3), (1e-6, 1e-2), (1e-6, 1e-4), (1e-5, 1e-3), (1e-7, 1e-3))
+LR_REFERENCE = (1e-6, 1e-3)      # the paper's setting, which the other pairs change one at a time
+LR_ABLATION = {"budget": 0.5, "rr": 0.5}
+
+
+def lr_reference_name(agent_lr: float, cnn_lr: float) -> str:
+    """The pair's method name in references/drl2020.json."""
+    return f"drl-rr{LR_ABLATION['rr']:g}-d{LR_ABLATION['budget']:g}-lr-{agent_lr!r}-{cnn_lr!r}"
 
 
 def baseline(method: str, seed: int, profile: str, budget: float, **args) -> RunConfig:
