@@ -410,6 +410,18 @@ def drl_lr_ablation(reference_acc: float, high_cnn_lr_acc: float, other_accs, ma
     return S if high_cnn_lr_acc < chance_below else I
 
 
+def drl_beats_fbs(differences, margin: float) -> str:
+    """drl-beats-fbs-*: per budget d, DRL's accuracy change vs dense minus FBS's (mean over seeds).
+    Supported when DRL is ahead by more than `margin` points at every budget; contradicted when it
+    is behind by more than `margin` at any; inconclusive otherwise or with a missing budget."""
+    diffs = list(differences)
+    if not diffs or any(_nan(d) for d in diffs):
+        return I
+    if any(d < -margin for d in diffs):
+        return C
+    return S if all(d > margin for d in diffs) else I
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -456,6 +468,7 @@ RULES: dict[str, tuple] = {
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),
+    r"drl-beats-fbs-.+": (drl_beats_fbs, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

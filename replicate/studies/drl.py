@@ -88,6 +88,16 @@ LR_REFERENCE = (1e-6, 1e-3)      # the paper's setting, which the other pairs ch
 LR_ABLATION = {"budget": 0.5, "rr": 0.5}
 
 
+# notebook 02: budgets d (the paper's Tables 1 and 2 are d = 0.5 and 0.7), DRL at these Rr against FBS
+SWEEP = {"smoke": {"budgets": (0.5, 0.7), "rates": (0.5, 1.0)},
+         "cpu": {"budgets": (0.3, 0.5, 0.7), "rates": (0.5, 1.0)},
+         "paper": {"budgets": (0.3, 0.5, 0.7, 0.9), "rates": (0.0, 0.5, 1.0)}}
+
+
+def sweep_plan(profile: str) -> dict:
+    return choose(profile, SWEEP)
+
+
 def lr_reference_name(agent_lr: float, cnn_lr: float) -> str:
     """The pair's method name in references/drl2020.json."""
     return f"drl-rr{LR_ABLATION['rr']:g}-d{LR_ABLATION['budget']:g}-lr-{agent_lr!r}-{cnn_lr!r}"
@@ -154,3 +164,48 @@ def accounting(model: str, budgets=(0.5, 0.7), hidden: int = 128) -> dict:
                              "runtime_only_parts": {"backbone": pc["backbone"], "gates": pc["gate"],
                                                     "static": pc["static"], "agent": agent}}
     return out
+
+
+# --- tables shared by notebooks 01 and 02 ---------------------------------------------------------
+
+BASELINE_LABELS = {"fbs": "FBS (runtime, uniform d)", "fpgm": "FPGM (static, narrowed)",
+                   "l1_channel": "uniform L1 (static, narrowed)"}
+
+
+def method_label(key) -> str:
+    """("drl", Rr) or (baseline, None) as a table shows it."""
+    return f"DRL, Rr = {key[1]:g}" if key[0] == "drl" else BASELINE_LABELS[key[0]]
+
+
+def paper_entry(key, metric: str, budget: float) -> dict | None:
+    """The paper's M-CifarNet number for ("drl", Rr) or (baseline, None) at budget d, or None."""
+    from .. import references
+
+    name = {("drl", 1.0): f"drl-rr1-d{budget:g}", ("drl", 0.5): f"drl-rr0.5-d{budget:g}",
+            ("fbs", None): f"fbs-d{budget:g}", ("fpgm", None): f"fpgm-d{budget:g}"}.get(key)
+    return references.lookup("drl2020", "m-cifarnet", name, metric) if name else None
+
+
+def table_rows(base: dict, runs: dict, budget: float, profile: str, agent_lr: float) -> list:
+    """report.row()s of the paper's Tables 1-2 layout: per method, the accuracy change against the
+    same seed's dense backbone, the measured MAC speed-up and the stored parameters, the paper's
+    number beside each (M-CifarNet on CIFAR-10, so only changes and ratios are compared)."""
+    from .. import references, report
+
+    p = plan(profile)
+    model, dataset = p["model"], p["dataset"]
+    acc = report.metric("test_acc", 100)
+    change = report.change_vs(base, acc)
+    note = f"{model} on {dataset}: proxy for M-CifarNet on CIFAR-10"
+    rows = [report.row("dense backbone", model, dataset, profile, "test_acc_pct", base.values(), acc,
+                       references.lookup("drl2020", "m-cifarnet", "dense", "test_acc_pct"), note=note)]
+    note += f"; d = {budget:g}"
+    for key, rs in runs.items():
+        extra = f"; agent lr {agent_lr:g}" if key[0] == "drl" else ""
+        for metric, fn, how in (("acc_change_pct_points", change, note),
+                                ("mac_speedup", report.metric("macs_speedup"), "measured per input from the masks"),
+                                ("params_ratio", report.metric("params_ratio"),
+                                 "stored / dense backbone, overheads included")):
+            rows.append(report.row(method_label(key), model, dataset, profile, metric, rs, fn,
+                                   paper_entry(key, metric, budget), comparable=True, note=how + extra))
+    return rows
