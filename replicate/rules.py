@@ -422,6 +422,22 @@ def drl_beats_fbs(differences, margin: float) -> str:
     return S if all(d > margin for d in diffs) else I
 
 
+def drl_monotone_rr(acc_by_rr: dict, params_by_rr: dict, margin: float) -> str:
+    """drl-monotone-rr-*: over the trade-off rates in increasing order, stored parameters rise at every
+    step and accuracy never falls by more than `margin` points at a step. Supported when both hold and
+    accuracy at the highest Rr exceeds the lowest's by more than `margin`; contradicted when storage
+    fails to rise at a step or accuracy falls by more than `margin` at one; inconclusive otherwise
+    (accuracy flat within the margin overall) or when a rate is missing."""
+    rates = sorted(acc_by_rr)
+    acc = [acc_by_rr[r] for r in rates]
+    par = [params_by_rr.get(r, math.nan) for r in rates]
+    if len(rates) < 2 or any(_nan(v) for v in acc + par):
+        return I
+    if any(b <= a for a, b in zip(par, par[1:])) or any(b - a < -margin for a, b in zip(acc, acc[1:])):
+        return C
+    return S if acc[-1] - acc[0] > margin else I
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -469,6 +485,7 @@ RULES: dict[str, tuple] = {
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),
     r"drl-beats-fbs-.+": (drl_beats_fbs, (S, C, I)),
+    r"drl-monotone-rr-.+": (drl_monotone_rr, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

@@ -94,6 +94,11 @@ SWEEP = {"smoke": {"budgets": (0.5, 0.7), "rates": (0.5, 1.0)},
          "paper": {"budgets": (0.3, 0.5, 0.7, 0.9), "rates": (0.0, 0.5, 1.0)}}
 
 
+# notebook 03: the trade-off rate at d = 0.5 (the paper's Fig. 2 is at 0.45; 0.5 shares notebook 01's runs)
+RR_SWEEP = {"smoke": (0.0, 0.5, 1.0), "cpu": (0.0, 0.25, 0.5, 0.75, 1.0), "paper": (0.0, 0.25, 0.5, 0.75, 1.0)}
+RR_SWEEP_BUDGET = 0.5
+
+
 def sweep_plan(profile: str) -> dict:
     return choose(profile, SWEEP)
 
