@@ -468,7 +468,7 @@ RULES: dict[str, tuple] = {
     r"dst-reset-wider-alpha": (dst_reset_wider_alpha, (S, C, I, N)),
     r"dst-table2-cifar": (dst_table2, (S, C, I, N)),
     r"dst-lr-decay-jump": (dst_lr_decay_jump, (S, C, I)),
-    r"sens-twice-sparsity(-long)?": (sens_twice_sparsity, (S, C, I)),
+    r"sens-twice-sparsity(-long(-lenet5)?)?": (sens_twice_sparsity, (S, C, I)),
     r"sens-table2-corrections": (documented, (D,)),
     r"sens-generalization-vs-weight-decay": (sens_generalization, (S, C, I)),
     r"sens-q6-optimizers": (sens_optimizers, (S, C, I)),

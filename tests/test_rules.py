@@ -154,3 +154,13 @@ def test_printed_agreement_bands():
     assert rules.printed_agreement(3.96, 3.93, 2) == "differs"
     assert rules.printed_agreement(174.3, 174, 0) == "agrees"
     assert rules.printed_agreement(None, 1.0, 1) == "unmeasured"
+
+
+def test_equal_error_ratio_picks_the_largest_magnitude_compression_no_less_accurate():
+    from replicate.studies.sensitivity import equal_error_ratio
+
+    points = [(4.0, 0.1), (8.0, 0.3), (16.0, 1.0)]
+    assert equal_error_ratio(12.0, 0.3, points) == (1.5, 8.0)          # 8x at +0.3 qualifies, 16x at +1.0 does not
+    assert equal_error_ratio(3.0, 0.0, points) == (3.0, 1.0)           # only the dense model is as accurate
+    r, against = equal_error_ratio(3.0, -0.5, points)                  # nothing as accurate: no ratio
+    assert math.isnan(r) and math.isnan(against)
