@@ -438,6 +438,28 @@ def drl_monotone_rr(acc_by_rr: dict, params_by_rr: dict, margin: float) -> str:
     return S if acc[-1] - acc[0] > margin else I
 
 
+def drl_wallclock(per_batch, tol: float = 0.1) -> str:
+    """drl-wallclock-*: per batch size, median ms of "dense", "masked" (runtime pruning executed by
+    masking) and "drl rr=0.5" (never-selectable channels deleted). A batch size supports the claim
+    when the Rr = 0.5 net is faster than the masked one by more than `tol` (a fraction) and the masked
+    one is not faster than dense by more than `tol`; it contradicts it when the Rr = 0.5 net is no
+    faster than the masked one, or the masked one is faster than dense by more than `tol`. Supported
+    when every batch size supports, contradicted when any contradicts, inconclusive otherwise or
+    when a time is missing."""
+    outcomes = []
+    for ms in per_batch:
+        dense, masked, rr05 = (ms.get(k, math.nan) for k in ("dense", "masked", "drl rr=0.5"))
+        if any(_nan(v) for v in (dense, masked, rr05)):
+            outcomes.append(None)
+        elif rr05 >= masked or masked < dense * (1 - tol):
+            outcomes.append(False)
+        else:
+            outcomes.append(True if rr05 < masked * (1 - tol) else None)
+    if not outcomes or (None in outcomes and False not in outcomes):
+        return I
+    return C if False in outcomes else S
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -486,6 +508,7 @@ RULES: dict[str, tuple] = {
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),
     r"drl-beats-fbs-.+": (drl_beats_fbs, (S, C, I)),
     r"drl-monotone-rr-.+": (drl_monotone_rr, (S, C, I)),
+    r"drl-wallclock-.+": (drl_wallclock, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 
