@@ -460,6 +460,15 @@ def drl_wallclock(per_batch, tol: float = 0.1) -> str:
     return C if False in outcomes else S
 
 
+def drl_learned_ratios(runs, spread: float = 0.05, slack: float = 0.05) -> str:
+    """drl-learned-ratios-*: per DRL run, (max - min of its per-layer kept ratios, achieved conv-MAC
+    fraction, the budget's fraction). A run holds when its layers' ratios differ by more than `spread`
+    (the agents learned layer-specific ratios) and it uses at most (1 + slack) x the budget's MACs.
+    Supported when every run holds, contradicted when none does, inconclusive otherwise."""
+    outcomes = [_case(lambda r, a, b: r > spread and a <= b * (1 + slack), *run) for run in runs]
+    return combine(outcomes, untested=I)
+
+
 def not_testable() -> str:
     """A claim that needs data or hardware that is not available (the row says what)."""
     return N
@@ -509,6 +518,7 @@ RULES: dict[str, tuple] = {
     r"drl-beats-fbs-.+": (drl_beats_fbs, (S, C, I)),
     r"drl-monotone-rr-.+": (drl_monotone_rr, (S, C, I)),
     r"drl-wallclock-.+": (drl_wallclock, (S, C, I)),
+    r"drl-learned-ratios-.+": (drl_learned_ratios, (S, C, I)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 
