@@ -279,10 +279,18 @@ HEADLINES = [   # title, notebook (under notebooks/, its table under results/tab
     ("Adaptive quantization, headline operating points (paper: LeNet-5 on MNIST 64x at 0.65 -> 0.77 %, unverified; "
      "compression = 32-bit weights / stored bits)", "aq/01_headline",
      ["error_change_pct_points", "compression"], ["adaptive quantization", "uniform 4-bit", "Deep Compression"]),
+    ("FLOP, character LM (paper: enwik8, its table not available offline; ours: an SRU on the King James Bible)",
+     "flop/01_char_lm", ["test_bpc", "hard_sparsity", "parameters_thousands"], ["dense", "FLOP", "AGP"]),
+    ("DRL channel pruning, Table 1 at d = 0.5 (paper: M-CifarNet on CIFAR-10; ours: M-FashionNet-S on "
+     "Fashion-MNIST, compare changes and ratios)", "drl/01_tradeoff",
+     ["test_acc_pct", "acc_change_pct_points", "mac_speedup", "params_ratio"], ["dense", "DRL", "FBS", "FPGM", "uniform L1"]),
 ]
 SHORT = {"test_error_pct": "error %", "error_change_pct_points": "error change (pts)", "test_acc_pct (final)": "accuracy %",
          "remaining_pct (final)": "remaining %", "acc_change_vs_dense_pct_points (final)": "accuracy change (pts)",
-         "error_change_vs_dense_pct_points": "error change vs dense (pts)", "compression": "compression ×"}
+         "error_change_vs_dense_pct_points": "error change vs dense (pts)", "compression": "compression ×",
+         "test_bpc": "test BPC", "hard_sparsity": "sparsity", "parameters_thousands": "parameters (k)",
+         "test_acc_pct": "accuracy %", "acc_change_pct_points": "accuracy change (pts)", "mac_speedup": "MAC speed-up ×",
+         "params_ratio": "stored params ×"}
 
 
 def headline_table() -> str:
