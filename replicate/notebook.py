@@ -107,11 +107,11 @@ def workers_default() -> int:
 def run_all(cfgs, label: str, workers: int | None = None) -> list:
     """Run (or fetch from the store) each configuration; print one summary line.
 
-    With workers > 1, the configurations missing from the store are run in
-    separate processes (one thread each) and then read back from the store.
-    Give only independent configurations (no run whose parent is in the list).
-    The missing runs start longest first (by a rough estimate), so that two workers
-    finish together; the order changes no result (every run has its own seed)."""
+    With workers > 1, or another executor than local (REPLICATE_EXECUTOR: local | dask | slurm,
+    replicate/executors.py), the configurations missing from the store run as separate jobs (one
+    thread each; missing parents first, once each) and are then read back from the store. The
+    missing runs start longest first (by a rough estimate), so that two workers finish together;
+    the order changes no result (every run has its own seed)."""
     from .runner import _usable, fresh_requested, run
     from .store import Store
 
@@ -127,16 +127,17 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
         from .train import note
         note(f"  {label}: {len(cfgs) - len(missing)} of {len(cfgs)} runs in the store, training {len(missing)}"
              + (f" in {min(workers, len(missing))} processes" if workers > 1 and len(missing) > 1 else ""))
-    if workers > 1 and len(missing) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+    from .executors import dispatch, executor_name
+    executor = executor_name()
+    if missing and (executor != "local" or (workers > 1 and len(missing) > 1)):
+        def have(c):
+            return _usable(Store.for_profile(c.profile).get(c), fresh)
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            def have(c):
-                return _usable(Store.for_profile(c.profile).get(c), fresh)
-
-            order = sorted(missing, key=lambda c: _pending_cost(c, have), reverse=True)
-            list(pool.map(_run_in_worker, [c.to_dict() for c in order]))
+        failures = dispatch(missing, have, workers, label, executor)
+        lost = [f"{c.label} ({err})" for c, err in failures if Store.for_profile(c.profile).get(c) is None]
+        if lost:   # no record at all (a diverged run leaves a failed one): say which, and stop
+            raise RuntimeError(f"{label}: {len(lost)} run(s) failed twice on the {executor} executor and left no "
+                               "record: " + "; ".join(lost))
     records = [run(c) for c in cfgs]
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{label}: {len(cfgs)} runs ({len(cfgs) - len(missing)} read from the store, {len(missing)} run now"

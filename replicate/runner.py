@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import socket
 import subprocess
 import time
 import warnings
@@ -165,6 +166,7 @@ def _provenance(device, threads, start, wall, ds) -> dict:
                                                 if device.type == "cuda" else platform.processor() or "cpu"),
         "threads": threads, "wall_time_s": round(wall, 3), "start_time": start, "end_time": _now(),
         "data_source": ds.source, "n_train": len(ds.x_train), "n_test": len(ds.x_test),
+        "host": socket.gethostname(), "executor": os.environ.get("REPLICATE_EXECUTOR_USED", "inline"),
     }
 
 

@@ -15,6 +15,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("REPLICATE_PROFILE", raising=False)
     monkeypatch.delenv("REPLICATE_FRESH", raising=False)
     monkeypatch.delenv("REPLICATE_NO_TRAIN", raising=False)
+    monkeypatch.delenv("REPLICATE_EXECUTOR", raising=False)
     monkeypatch.delenv("REPLICATE_TIMINGS", raising=False)
     monkeypatch.delenv("REPLICATE_RUN_LOG", raising=False)
     torch.set_num_threads(1)
