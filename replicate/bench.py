@@ -1,7 +1,8 @@
 """`make bench`: speed of replicate's training loop against a bare PyTorch loop
 (image classification, and a small character language model with truncated
 backpropagation through time), and the training-step cost of each method relative to dense training (DST;
-sensitivity-driven regularization with its default one-extra-backward sensitivity).
+sensitivity-driven regularization with its default one-extra-backward sensitivity; one DRL iteration
+against as many dense steps).
 
 Both loops train dense LeNet-300-100 on Fashion-MNIST (MNIST-5k when
 Fashion-MNIST is not installed) with the same batch size, optimizer, thread
@@ -110,6 +111,53 @@ def lm_loop_ratio(reps: int = 3, batch_size: int = 16, bptt: int = 64, clip: flo
     return {"source": source, "tokens": len(ds.train), **med, "ratio": med["replicate"] / med["bare"]}
 
 
+def drl_iteration_ratio(ds, agent_batches: int = 20, cnn_batches: int = 10, reps: int = 3, batch_size: int = 128,
+                        rr: float = 0.5) -> dict:
+    """One DRL iteration of Algorithm 1 (agent batches: a rollout and a PPO update of both agents, the
+    CNN frozen; then CNN batches through the pruned net) against as many dense CNN steps (Adam),
+    M-FashionNet-S, interleaved in one process; median seconds per iteration."""
+    from .methods import drl_prune
+    from .methods.args import ARGS
+
+    n = agent_batches + cnn_batches
+    x, y = ds.x_train[: n * batch_size], ds.y_train[: n * batch_size]
+    hw = tuple(x.shape[2:])
+    times = {"dense": [], "drl": []}
+    for rep in range(reps + 1):          # the first round warms up and is not timed
+        for kind in ("dense", "drl"):
+            torch.manual_seed(rep)
+            backbone = models.build("m-fashionnet-s", x.shape[1:], ds.num_classes)
+            batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+            t = time.perf_counter()
+            if kind == "dense":
+                opt = torch.optim.Adam(backbone.parameters(), lr=1e-3)
+                backbone.train()
+                for xb, yb in batches:
+                    loss = F.cross_entropy(backbone(xb), yb)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            else:
+                a = {**ARGS["drl_prune"], "rr": rr, "agent_lr": 1e-4}
+                model = drl_prune.build(backbone, a)
+                trainer = drl_prune.Trainer(model, a, hw, rep)
+                model.eval()
+                for xb, yb in batches[:agent_batches]:
+                    roll = trainer.rollout(xb, yb)
+                    for k in ("runtime", "static"):
+                        if k in roll:
+                            trainer.update(k, roll[k])
+                model.train()
+                params = list(model.gated.parameters())
+                opt = torch.optim.Adam(params, lr=1e-3)
+                stream = iter(batches[agent_batches:])
+                drl_prune.cnn_steps(model, params, opt, stream, cnn_batches, None, 1, [])
+            if rep:
+                times[kind].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"dense_s": med["dense"], "drl_s": med["drl"], "ratio": med["drl"] / med["dense"], "steps": n}
+
+
 def _dst(m):
     from .methods import dst
 
@@ -168,6 +216,10 @@ def main(argv=None) -> int:
             r = step_ratio(name, make, ds, steps=steps)
             print(f"  {label:12} {name:13} {r['method_ms']:7.2f} ms vs dense {r['dense_ms']:7.2f} ms: "
                   f"ratio {r['ratio']:.2f} (goal <= {goal:g})")
+    r = drl_iteration_ratio(ds)
+    print(f"DRL (M-FashionNet-S, Rr = 0.5): one iteration of 20 agent + 10 CNN batches of 128 {r['drl_s']:.2f} s "
+          f"vs {r['steps']} dense Adam steps {r['dense_s']:.2f} s: ratio {r['ratio']:.2f} (no goal: the agents' "
+          "rollouts and PPO updates are the method's own work)")
     return 0
 
 
