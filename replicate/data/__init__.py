@@ -52,6 +52,12 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "ILSVRC 2012, streamed from disk (paper profile)"),
     DatasetSpec("kjv_char", "language_model", lambda root, dl: text.load_kjv(root, unit="char"), 3724065,
                 "King James Bible characters, last 5 % test, 5 % before it dev (Debian bible-kjv)"),
+    DatasetSpec("kjv_word", "language_model", lambda root, dl: text.load_kjv(root, unit="word"), 851266,
+                "King James Bible words (punctuation apart, <eos> per verse), same splits, vocabulary on train"),
+    DatasetSpec("enwik8", "language_model", lambda root, dl: text.load_enwik8(root), 90_000_000,
+                "enwik8 bytes, 90M/5M/5M (paper profile; $REPLICATE_DATA/enwik8/enwik8)"),
+    DatasetSpec("wikitext103", "language_model", lambda root, dl: text.load_wikitext103(root), 103_000_000,
+                "WikiText-103 words (paper profile; $REPLICATE_DATA/wikitext-103/wiki.*.tokens)"),
     DatasetSpec("kjv_char_sample", "language_model", lambda root, dl: text.load_kjv_sample(), 57528,
                 "its first 515 verses (63,918 characters), shipped with the package: the smoke profile's corpus"),
 )}

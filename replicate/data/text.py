@@ -13,6 +13,22 @@ enwik8's: the last 5 % of the text is the test set and the 5 % before it dev.
     ``<root>/kjv.txt`` or ``$REPLICATE_DATA/kjv/kjv.txt`` (a saved dump), then
     by running the ``bible`` program.
 
+``kjv_word``
+    The same text with words as tokens: each verse a line, split on whitespace with
+    punctuation kept apart from words, ``<eos>`` at every line end (the WikiText
+    convention); the vocabulary is built on train only, unseen words map to ``<unk>``.
+
+``enwik8`` (paper profile)
+    The first 100,000,000 bytes of the English Wikipedia dump of the Hutter Prize,
+    ``$REPLICATE_DATA/enwik8/enwik8`` (unzipped), checked by size and its first bytes;
+    bytes are the tokens, split 90M / 5M / 5M as in the FLOP paper's setup.
+
+``wikitext103`` (paper profile)
+    WikiText-103's tokenised files ``wiki.train.tokens``, ``wiki.valid.tokens`` and
+    ``wiki.test.tokens`` in ``$REPLICATE_DATA/wikitext-103/``: words split on spaces,
+    ``<eos>`` at each line end, the vocabulary built on train (the files carry their own
+    ``<unk>``).
+
 ``kjv_char_sample``
     The first 515 verses of the same text (Genesis 1:1 to 21:1, 63,918
     characters), shipped with the package (``kjv_genesis.txt``, md5-checked),
@@ -91,6 +107,95 @@ def char_stream(name: str, text: str, source: str) -> TextStream:
     return TextStream(name, ids(train), ids(dev), ids(test), vocab, source, unit="char")
 
 
+EOS = "<eos>"
+ENWIK8_BYTES = 100_000_000
+ENWIK8_HEAD = b"<mediawiki"
+ENWIK8_SPLITS = (90_000_000, 5_000_000, 5_000_000)
+WIKITEXT_FILES = ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens")
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def words(text: str) -> list:
+    """Word tokens of plain text: words (with an inner apostrophe) and single punctuation marks,
+    `<eos>` at every line end."""
+    out = []
+    for line in text.splitlines():
+        toks = _WORD.findall(line)
+        if toks:
+            out += toks + [EOS]
+    return out
+
+
+def word_stream(name: str, train: list, dev: list, test: list, source: str) -> TextStream:
+    """Word tokens as ids, the vocabulary (sorted by frequency, then alphabetically) built on train
+    only; `<unk>` (id 0) for a word never seen in train."""
+    from collections import Counter
+
+    counts = Counter(train)
+    counts.pop(UNK, None)
+    vocab = (UNK,) + tuple(sorted(counts, key=lambda w: (-counts[w], w)))
+    index = {w: i for i, w in enumerate(vocab)}
+
+    def ids(part: list) -> torch.Tensor:
+        return torch.tensor([index.get(w, 0) for w in part], dtype=torch.int64)
+
+    return TextStream(name, ids(train), ids(dev), ids(test), vocab, source, unit="word")
+
+
+def _data_dir(what: str, sub: str, root, install: str) -> Path:
+    base = Path(root) if root is not None else (Path(os.environ["REPLICATE_DATA"]) / sub
+                                                if os.environ.get("REPLICATE_DATA") else None)
+    if base is None or not base.is_dir():
+        raise DataNotFound(f"dataset {what!r} not found ({'no ' + str(base) if base else 'REPLICATE_DATA is not set'}); "
+                           f"{install}")
+    return base
+
+
+def load_enwik8(root=None, expected_bytes: int = ENWIK8_BYTES, splits=ENWIK8_SPLITS) -> TextStream:
+    """enwik8 as bytes (see the module docstring); `expected_bytes` and `splits` are the real file's
+    unless a test passes a fabricated one's."""
+    base = _data_dir("enwik8", "enwik8", root, "download enwik8.zip from the Hutter Prize page, unzip it and "
+                     "put the file `enwik8` in $REPLICATE_DATA/enwik8/")
+    path = base / "enwik8"
+    if not path.is_file():
+        raise DataNotFound(f"dataset 'enwik8': {path} is missing; unzip enwik8.zip into {base}")
+    raw = path.read_bytes()
+    if len(raw) != expected_bytes or not raw.startswith(ENWIK8_HEAD):
+        raise DataCorrupt(f"{path} has {len(raw):,} bytes starting {raw[:10]!r}; enwik8 has {expected_bytes:,} "
+                          f"starting {ENWIK8_HEAD!r}: download and unzip it again")
+    if sum(splits) != len(raw):
+        raise ValueError(f"splits {splits} do not add up to the file's {len(raw):,} bytes")
+    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
+    n_train, n_dev, _ = splits
+    train, dev, test = data[:n_train], data[n_train:n_train + n_dev], data[n_train + n_dev:]
+    present = torch.unique(train)
+    lut = torch.zeros(256, dtype=torch.int64)          # byte -> id; bytes unseen in train -> 0 (unknown)
+    lut[present] = torch.arange(1, len(present) + 1)
+    vocab = (UNK,) + tuple(f"0x{int(b):02x}" for b in present)
+    return TextStream("enwik8", lut[train], lut[dev], lut[test], vocab, f"file:{path.name}", unit="char")
+
+
+def load_wikitext103(root=None) -> TextStream:
+    """WikiText-103's word streams (see the module docstring)."""
+    base = _data_dir("wikitext103", "wikitext-103", root, "download wikitext-103-v1.zip (the tokenised version), "
+                     "unzip it and put wiki.{train,valid,test}.tokens in $REPLICATE_DATA/wikitext-103/")
+    parts = []
+    for name in WIKITEXT_FILES:
+        path = base / name
+        if not path.is_file():
+            raise DataNotFound(f"dataset 'wikitext103': {path} is missing; expected {', '.join(WIKITEXT_FILES)} in {base}")
+        toks = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.split()
+                if line:
+                    toks += line + [EOS]
+        parts.append(toks)
+    if not parts[0]:
+        raise DataCorrupt(f"{base / WIKITEXT_FILES[0]} holds no tokens")
+    return word_stream("wikitext103", *parts, source="file:wikitext-103")
+
+
 def strip_references(dump: str) -> str:
     """The verses of a `bible -f` dump without their reference prefixes."""
     return _PREFIX.sub("", dump)
@@ -127,8 +232,11 @@ def load_kjv(root=None, unit: str = "char") -> TextStream:
         raise DataCorrupt(f"the King James Bible dump ({source}, {len(raw)} bytes) has md5 {digest}, expected "
                           f"{KJV_DUMP_MD5}: reinstall with `{KJV_INSTALL}`")
     text = strip_references(raw.decode("utf-8"))
+    if unit == "word":
+        train, dev, test = split_text(text)
+        return word_stream("kjv_word", words(train), words(dev), words(test), source)
     if unit != "char":
-        raise ValueError(f"unknown unit {unit!r}; valid: char")
+        raise ValueError(f"unknown unit {unit!r}; valid: char, word")
     return char_stream("kjv_char", text, source)
 
 
