@@ -2,6 +2,7 @@
 the Lagrangian drives a toy's sparsity to a small target, the exported model is the masked model, bad
 arguments are one-line ConfigErrors, and a FLOP run (and its AGP baseline) goes through the run store on a
 fabricated King James-style corpus."""
+import copy
 import hashlib
 import math
 
@@ -131,6 +132,25 @@ def test_the_lagrangian_drives_a_toy_to_a_small_target():
     assert set(cb.trace[0]) == {"step", "target", "expected_sparsity", "hard_sparsity", "lambda1", "lambda2"}
 
 
+def test_a_fixed_l0_weight_prunes_more_the_larger_it_is_and_moves_no_multiplier():
+    """The baseline without the Lagrangian: loss + l0_coef (1 - s_hat). Its sparsity is whatever the
+    weight buys (no target): a larger weight ends sparser, and the multipliers stay at 0."""
+    ds, task = _toy_data(), tasks.LanguageModel(bptt=16)
+    torch.manual_seed(0)
+    base = CharSRU(12, 32, 1)
+    train.fit(base, ds, epochs=1, batch_size=8, optimizer="adam", lr=1e-2, task=task, progress=False)
+    ends = []
+    for coef in (0.02, 2.0):
+        m = copy.deepcopy(base)
+        factorize(m)
+        cb = LagrangianPruning(target=0.3, warmup=0.0, total="dense", lambda_lr=0.1, gate_lr=0.1, l0_coef=coef)
+        hist = train.fit(m, ds, epochs=2, batch_size=8, optimizer="adam", lr=3e-3, task=task, progress=False,
+                         callbacks=[cb], penalty=cb.penalty, params=flop_parameters(m)["model"])
+        assert hist[-1]["lambda1"] == 0.0 and hist[-1]["lambda2"] == 0.0
+        ends.append(hist[-1]["expected_sparsity"])
+    assert ends[1] > ends[0] + 0.1
+
+
 @pytest.mark.parametrize("rule", ["flop_topk", "louizos_clamp"])
 def test_exported_model_is_the_masked_model(rule):
     torch.manual_seed(0)
@@ -175,6 +195,10 @@ def test_exported_model_is_the_masked_model(rule):
     ({"layers": ["rnn.0.w", "decoder"]}, r"unknown nn.Linear layer\(s\) 'decoder' in 'char-sru'; valid: rnn.0.w, rnn.1.w, out"),
     ({"layers": []}, "layers must be None"),
     ({"tau": 1}, r"unknown argument\(s\) \['tau'\] for method 'flop'"),
+    ({"budget": "soft"}, "unknown flop budget 'soft'; valid: lagrangian, fixed"),
+    ({"budget": "fixed"}, "budget 'fixed' needs l0_coef"),
+    ({"budget": "fixed", "l0_coef": -1.0}, "budget 'fixed' needs l0_coef"),
+    ({"l0_coef": 0.1}, "set budget='fixed' or leave l0_coef None"),
 ])
 def test_bad_arguments_are_one_line_config_errors(args, message):
     with pytest.raises(ConfigError, match=message) as err:

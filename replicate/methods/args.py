@@ -78,6 +78,9 @@ ARGS: dict[str, dict] = {
         "layers": None,           # nn.Linear layers to factorize (qualified names); None: every plain nn.Linear
         "init": "svd",            # factors from the parent's trained weights ("svd", exact) | "random" (from scratch)
         "rank": None,             # None: full rank (svd) or d_in d_out / (d_in + d_out) (random)
+        "budget": "lagrangian",   # "lagrangian": the multipliers drive s_hat to t (FLOP) | "fixed": the baseline
+                                  # loss + l0_coef (1 - s_hat), Louizos et al.'s fixed L0 weight (target unused)
+        "l0_coef": None,          # the fixed weight of the expected kept fraction (required with budget "fixed")
     },
     "drl_prune": {                # DRL static + runtime channel pruning (Chen, Chen & Pan 2020): methods/drl_prune.py
         "budget": 0.5,            # d in (0, 1]: the MACs (runtime) and conv parameters (static) of every layer keeping d of its channels

@@ -34,6 +34,9 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
   layers          which nn.Linear layers are factorized (None: every plain nn.Linear, the output layer
                   included, so that unstructured magnitude pruning of the same model prunes the same set).
                   The official enwik8 script factorizes the SRU layers and leaves the output layer dense.
+  budget, l0_coef "lagrangian" (FLOP) | "fixed": the baseline without multipliers, loss + l0_coef (1 - s_hat)
+                  (Louizos et al.'s fixed weight on the expected L0, here the expected kept fraction of the
+                  gated layers), whose final sparsity follows from the weight instead of a target.
   init, rank      "svd" from the trained weight (the official `dev` branch) at full rank by default, or
                   "random" factors trained from the parent's other weights (the official LM scripts train
                   factorized models from scratch).
@@ -93,6 +96,9 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+BUDGETS = ("lagrangian", "fixed")
+
+
 class LagrangianPruning(Callback):
     """The budget term as the loop's penalty, and the steps of the gate and multiplier optimizers.
 
@@ -100,16 +106,18 @@ class LagrangianPruning(Callback):
     reaches the multipliers and log alpha, whose optimizers step right after the backward pass (before the
     model's step: the players move simultaneously), then clear their gradients."""
 
-    def __init__(self, target: float, warmup: float, total: str, lambda_lr: float, gate_lr: float | None):
+    def __init__(self, target: float, warmup: float, total: str, lambda_lr: float, gate_lr: float | None,
+                 l0_coef: float | None = None):
         self.target, self.warmup, self.total = target, warmup, total
         self.lambda_lr, self.gate_lr = lambda_lr, gate_lr
+        self.l0_coef = l0_coef            # not None: the fixed-coefficient baseline, no multipliers
         self.trace: list = []
 
     def on_train_begin(self, state):
         self.state = state
         device = next(state.model.parameters()).device
         self.budget = LagrangianBudget(self.target, round(self.warmup * state.total_steps), self.total).to(device)
-        self.optimizers = [self.budget.optimizer(self.lambda_lr)]
+        self.optimizers = [self.budget.optimizer(self.lambda_lr)] if self.l0_coef is None else []
         if self.gate_lr is not None:
             self.optimizers.append(torch.optim.Adam(flop_parameters(state.model)["gates"], lr=self.gate_lr))
         self.every = max(1, state.total_steps // TRACE_POINTS)
@@ -118,6 +126,8 @@ class LagrangianPruning(Callback):
     def penalty(self) -> torch.Tensor:
         s_hat = expected_sparsity(self.state.model, self.total)
         self.s_hat = float(s_hat.detach())
+        if self.l0_coef is not None:       # Louizos et al.: a fixed weight on the expected L0 (kept fraction)
+            return self.l0_coef * (1.0 - s_hat)
         return self.budget(s_hat, self.state.step)
 
     def before_step(self, state):
@@ -162,6 +172,11 @@ class FLOP(Method):
         check_choice("evaluation rule", a["eval_rule"], EVAL_RULES)
         check_choice("gate sampling", a["sampling"], SAMPLINGS)
         check_choice("factorization init", a["init"], INITS)
+        check_choice("flop budget", a["budget"], BUDGETS)
+        if a["budget"] == "fixed" and not (_number(a["l0_coef"]) and a["l0_coef"] > 0):
+            raise ConfigError(f"flop budget 'fixed' needs l0_coef, a finite number > 0; got {a['l0_coef']!r}")
+        if a["budget"] == "lagrangian" and a["l0_coef"] is not None:
+            raise ConfigError("flop l0_coef is the fixed budget's weight: set budget='fixed' or leave l0_coef None")
         if a["rank"] is not None and (isinstance(a["rank"], bool) or not isinstance(a["rank"], int) or a["rank"] < 1):
             raise ConfigError(f"flop rank must be an integer >= 1 or None (full rank); got {a['rank']!r}")
         names = _layer_names(a["layers"])
@@ -184,7 +199,8 @@ class FLOP(Method):
                   sampling=a["sampling"])
         layers = factorized_layers(model)
         pruning = LagrangianPruning(float(a["target"]), float(a["warmup"]), a["total"], float(a["lambda_lr"]),
-                                    None if a["gate_lr"] is None else float(a["gate_lr"]))
+                                    None if a["gate_lr"] is None else float(a["gate_lr"]),
+                                    None if a["budget"] == "lagrangian" else float(a["l0_coef"]))
         params = flop_parameters(model)["model"] if a["gate_lr"] is not None else None
         history = ctx.fit(model, callbacks=[pruning], penalty=pruning.penalty, params=params)
 
