@@ -262,7 +262,7 @@ def test_multiplier_gradient_comes_only_from_the_penalty():
     (lambda: factorize(nn.Sequential(nn.Linear(2, 2)), which=["1"]), r"unknown nn.Linear layer\(s\) '1'; valid: 0"),
     (lambda: factorize(nn.Sequential(nn.ReLU())), r"selected no nn.Linear"),
     (lambda: factorize(nn.Sequential(nn.Linear(2, 2)), init="eye"), r"valid: svd, random"),
-    (lambda: expected_sparsity(nn.Sequential(nn.Linear(2, 2))), r"no FactorizedLinear layer"),
+    (lambda: expected_sparsity(nn.Sequential(nn.Linear(2, 2))), r"no gated \(factorized or column-gated\) layer"),
     (lambda: expected_sparsity(factorize(nn.Sequential(nn.Linear(2, 2))), "all"), r"valid: dense, factorized"),
 ])
 def test_bad_arguments_raise_one_line_config_errors(make, message):
@@ -281,3 +281,41 @@ def test_module_imports_nothing_heavier_than_torch():
                 else "." * n.level + (n.module or "")
                 for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
     assert imported <= {"__future__", "copy", "math", "warnings", "collections", "torch", "..errors"}, imported
+
+
+# -- the unfactorized L0 baseline: gates on input columns ------------------------------------------------
+
+@pytest.mark.parametrize("rule", ["flop_topk", "louizos_clamp"])
+def test_column_gates_export_to_a_selection_and_a_narrower_layer(rule):
+    from replicate.methods.flop_gates import ColumnGatedLinear
+
+    torch.manual_seed(0)
+    dense = nn.Linear(10, 6)
+    layer = ColumnGatedLinear(dense, eval_rule=rule)
+    with torch.no_grad():
+        layer.gates.log_alpha.copy_(torch.tensor([5.0, -5.0] * 5))    # every other column open
+    layer.eval()
+    x = torch.randn(20, 10)
+    small = layer.export()
+    assert torch.allclose(small(x), layer(x), atol=1e-5)
+    assert layer.kept_rank() == 5 and small.linear.weight.shape == (6, 5)
+    assert layer.kept_parameters() == 6 * 5 and layer.dense_parameters() == layer.factorized_parameters() == 60
+    assert math.isclose(_f(layer.expected_parameters()), 6 * _f(layer.gates.expected_l0()), rel_tol=1e-6)
+
+
+def test_factorize_with_column_structure_gates_every_linear_without_factorizing():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    gated = factorize(m, structure="columns", inplace=False)
+    layers = factorized_layers(gated)
+    assert list(layers) == ["0", "2"] and all(type(v).__name__ == "ColumnGatedLinear" for v in layers.values())
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        for v in layers.values():
+            v.gates.log_alpha.fill_(10.0)                              # all open: the dense model's outputs
+    assert torch.allclose(gated.eval()(x), m(x), atol=1e-5)
+    assert 0.0 <= hard_sparsity(gated) < 1e-9
+    out = export_model(gated)
+    assert torch.allclose(out(x), m(x), atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown gate structure 'rows'"):
+        factorize(m, structure="rows")

@@ -196,6 +196,8 @@ def test_exported_model_is_the_masked_model(rule):
     ({"layers": []}, "layers must be None"),
     ({"tau": 1}, r"unknown argument\(s\) \['tau'\] for method 'flop'"),
     ({"budget": "soft"}, "unknown flop budget 'soft'; valid: lagrangian, fixed"),
+    ({"structure": "rows"}, "unknown gate structure 'rows'; valid: factorized, columns"),
+    ({"structure": "columns", "rank": 4}, "rank and init do not apply"),
     ({"budget": "fixed"}, "budget 'fixed' needs l0_coef"),
     ({"budget": "fixed", "l0_coef": -1.0}, "budget 'fixed' needs l0_coef"),
     ({"l0_coef": 0.1}, "set budget='fixed' or leave l0_coef None"),
@@ -238,6 +240,25 @@ def test_flop_run_round_trips_through_the_store(kjv_dir, monkeypatch):
     model, again = runner.load_model(cfg)
     assert again["key"] == rec["key"] and not factorized_layers(model)
     assert model.rnn[0].w.q.weight.shape == (m["kept_rank"]["rnn.0.w"], 256)
+    ds = runner.load_data(cfg)
+    assert tasks.LanguageModel(bptt=16).evaluate(model, ds.test)["bpc"] == pytest.approx(m["test_bpc"], abs=1e-6)
+
+
+def test_column_gated_baseline_runs_exports_and_reloads(kjv_dir, monkeypatch):
+    """The unfactorized L0 baseline through the store: gates on input columns, a physically narrower model."""
+    cfg = _flop({"target": 0.4, "warmup": 0.25, "structure": "columns"})
+    rec = runner.run(cfg)
+    m = rec["metrics"]
+    assert rec["status"] == "ok" and m["test_bpc"] == m["test_bpc_exported"]
+    assert math.isclose(m["test_bpc_masked"], m["test_bpc"], abs_tol=1e-4)
+    assert m["params_gated_factorized"] == m["params_gated_dense"]           # nothing is factorized
+    vocab = (m["params_gated_dense"] - 2 * 256 * 768) // 256              # the output layer is Linear(256, vocab)
+    out_features = {"rnn.0.w": 768, "rnn.1.w": 768, "out": vocab}         # each kept input column costs d_out weights
+    assert m["full_rank"]["rnn.0.w"] == 256 and m["params_gated_kept"] == sum(
+        out_features[n] * r for n, r in m["kept_rank"].items())
+    monkeypatch.setenv("REPLICATE_NO_TRAIN", "1")
+    model, _ = runner.load_model(cfg)
+    assert not factorized_layers(model) and model.rnn[0].w.linear.weight.shape == (768, m["kept_rank"]["rnn.0.w"])
     ds = runner.load_data(cfg)
     assert tasks.LanguageModel(bptt=16).evaluate(model, ds.test)["bpc"] == pytest.approx(m["test_bpc"], abs=1e-6)
 

@@ -81,6 +81,8 @@ ARGS: dict[str, dict] = {
         "budget": "lagrangian",   # "lagrangian": the multipliers drive s_hat to t (FLOP) | "fixed": the baseline
                                   # loss + l0_coef (1 - s_hat), Louizos et al.'s fixed L0 weight (target unused)
         "l0_coef": None,          # the fixed weight of the expected kept fraction (required with budget "fixed")
+        "structure": "factorized",  # gates on the SVD components (FLOP) | "columns": on the dense layer's input
+                                    # columns, no factorization (the paper's L0 baseline; init and rank unused)
     },
     "drl_prune": {                # DRL static + runtime channel pruning (Chen, Chen & Pan 2020): methods/drl_prune.py
         "budget": 0.5,            # d in (0, 1]: the MACs (runtime) and conv parameters (static) of every layer keeping d of its channels

@@ -37,6 +37,8 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
   budget, l0_coef "lagrangian" (FLOP) | "fixed": the baseline without multipliers, loss + l0_coef (1 - s_hat)
                   (Louizos et al.'s fixed weight on the expected L0, here the expected kept fraction of the
                   gated layers), whose final sparsity follows from the weight instead of a target.
+  structure       "factorized" (FLOP) | "columns": gates on the dense layers' input columns, no factorization
+                  (the paper's L0 baseline, flop_gates.ColumnGatedLinear).
   init, rank      "svd" from the trained weight (the official `dev` branch) at full rank by default, or
                   "random" factors trained from the parent's other weights (the official LM scripts train
                   factorized models from scratch).
@@ -65,7 +67,8 @@ from ..config import ConfigError, RunConfig, check_choice
 from ..train import Callback, seed_everything
 from .args import ARGS
 from .base import Method, Result, register
-from .flop_gates import (EVAL_RULES, INITS, SAMPLINGS, SPARSITY_LABELS, SPARSITY_TOTALS, LagrangianBudget, _linear,
+from .flop_gates import (EVAL_RULES, INITS, SAMPLINGS, SPARSITY_LABELS, SPARSITY_TOTALS, STRUCTURES, LagrangianBudget,
+                         ColumnSelect, _linear,
                          expected_sparsity, export_model, factorize, factorized_layers, flop_parameters, hard_sparsity)
 
 TRACE_POINTS = 100   # about this many (step, t, s_hat, ...) points per run, evenly spaced
@@ -173,6 +176,10 @@ class FLOP(Method):
         check_choice("gate sampling", a["sampling"], SAMPLINGS)
         check_choice("factorization init", a["init"], INITS)
         check_choice("flop budget", a["budget"], BUDGETS)
+        check_choice("gate structure", a["structure"], STRUCTURES)
+        if a["structure"] == "columns" and (a["rank"] is not None or a["init"] != "svd"):
+            raise ConfigError("flop structure 'columns' gates the dense layer itself: rank and init do not apply "
+                              "(leave them at None and 'svd')")
         if a["budget"] == "fixed" and not (_number(a["l0_coef"]) and a["l0_coef"] > 0):
             raise ConfigError(f"flop budget 'fixed' needs l0_coef, a finite number > 0; got {a['l0_coef']!r}")
         if a["budget"] == "lagrangian" and a["l0_coef"] is not None:
@@ -196,7 +203,7 @@ class FLOP(Method):
         seed_everything(ctx.cfg.seed)     # the gates' initial log alpha (and random factors) come from the run's seed
         factorize(model, _layer_names(a["layers"]), init=a["init"], rank=a["rank"], beta=float(a["beta"]),
                   init_drop=float(a["init_drop"]), init_std=float(a["init_std"]), eval_rule=a["eval_rule"],
-                  sampling=a["sampling"])
+                  sampling=a["sampling"], structure=a["structure"])
         layers = factorized_layers(model)
         pruning = LagrangianPruning(float(a["target"]), float(a["warmup"]), a["total"], float(a["lambda_lr"]),
                                     None if a["gate_lr"] is None else float(a["gate_lr"]),
@@ -235,7 +242,8 @@ class FLOP(Method):
 def restore_exported(model: nn.Module, state: dict) -> nn.Module:
     """`model` (the registry's fresh build) with the state of an exported FLOP model: every nn.Linear whose
     weights the state holds as a pair `<name>.q.weight`, `<name>.p.weight` (and `<name>.p.bias`) becomes
-    that pair of layers, sized by the state (export's structure); then the state is loaded."""
+    that pair of layers, and one held as `<name>.select.index`, `<name>.linear.weight` a column selection
+    and a narrower layer, sized by the state (export's structure); then the state is loaded."""
     modules = dict(model.named_modules())
     for key in [k for k in state if k.endswith(".q.weight")]:
         name = key[: -len(".q.weight")]
@@ -244,6 +252,13 @@ def restore_exported(model: nn.Module, state: dict) -> nn.Module:
             pair = nn.Sequential(OrderedDict(q=_linear(state[key], None),
                                              p=_linear(state[f"{name}.p.weight"], state.get(f"{name}.p.bias"))))
             setattr(model.get_submodule(owner) if owner else model, attr, pair)
+    for key in [k for k in state if k.endswith(".select.index")]:      # column-gated layers (structure "columns")
+        name = key[: -len(".select.index")]
+        if isinstance(modules.get(name), nn.Linear) and f"{name}.linear.weight" in state:
+            owner, _, attr = name.rpartition(".")
+            narrow = nn.Sequential(OrderedDict(select=ColumnSelect(state[key]),
+                                               linear=_linear(state[f"{name}.linear.weight"], state.get(f"{name}.linear.bias"))))
+            setattr(model.get_submodule(owner) if owner else model, attr, narrow)
     model.load_state_dict(state)
     return model
 

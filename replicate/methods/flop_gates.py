@@ -48,8 +48,12 @@ the start and t raised linearly from 0 to the target over `warmup_steps`. The mo
 the multipliers get their own optimizer, which maximises (torch's maximize=True: the official code set a
 negative learning rate, which current torch refuses). d/d lambda2 = (s_hat - t)^2 >= 0: lambda2 only grows.
 
-Not here: input-column gates without factorization, adaptive-embedding gates, the code's index_select
-training shortcut, and log_alpha clamping (Louizos clamps to [log 1e-2, log 1e2]; FLOP does not).
+Baseline structure (the paper's "L0 without factorization"): `ColumnGatedLinear`, y = W (z * x) + b with
+one gate per input column of the dense layer; it exports to a column selection and a narrower nn.Linear,
+and counts d_out weights per kept column. `factorize(..., structure="columns")` installs it instead.
+
+Not here: adaptive-embedding gates, the code's index_select training shortcut, and log_alpha clamping
+(Louizos clamps to [log 1e-2, log 1e2]; FLOP does not).
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ FLOP_SOFT_SCALE = 0.8      # the official eval rule's factor in sigmoid(0.8 log_
 EVAL_RULES = ("flop_topk", "louizos_clamp")
 SAMPLINGS = ("batch", "example")
 INITS = ("svd", "random")
+STRUCTURES = ("factorized", "columns")
 SPARSITY_TOTALS = ("dense", "factorized")
 SPARSITY_LABELS = {   # what a table or an axis should say for each denominator
     "dense": "sparsity vs the gated layers' dense size",
@@ -274,21 +279,84 @@ class FactorizedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
 
 
+class ColumnSelect(nn.Module):
+    """x[..., index]: the kept input columns of an exported column-gated layer."""
+
+    def __init__(self, index: torch.Tensor):
+        super().__init__()
+        self.register_buffer("index", index.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(-1, self.index)
+
+
+class ColumnGatedLinear(nn.Module):
+    """y = W (z * x) + b with z from a HardConcrete over the input columns: L0 pruning of a dense layer's
+    inputs without factorization (the FLOP paper's baseline). Same counting interface as FactorizedLinear:
+    its "rank" is the number of input columns, each kept column costs d_out weights."""
+
+    def __init__(self, linear: nn.Linear, **gate_options):
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise ConfigError(f"ColumnGatedLinear needs an nn.Linear, got {type(linear).__name__}")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.rank = linear.in_features
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        self.gates = HardConcrete(linear.in_features, **gate_options).to(linear.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x * self.gates(x.shape[:-1]), self.weight, self.bias)
+
+    def dense_parameters(self) -> int:
+        return self.in_features * self.out_features
+
+    def factorized_parameters(self) -> int:
+        """No factorization: the dense size."""
+        return self.dense_parameters()
+
+    def expected_parameters(self) -> torch.Tensor:
+        return self.out_features * self.gates.expected_l0()
+
+    def kept_rank(self) -> int:
+        return int(torch.count_nonzero(self.gates.eval_mask()))
+
+    def kept_parameters(self) -> int:
+        return self.out_features * self.kept_rank()
+
+    @torch.no_grad()
+    def export(self, merged: bool = False) -> nn.Module:
+        """nn.Sequential(select: the kept columns, linear: d_out x kept, the mask folded into W)."""
+        mask = self.gates.eval_mask()
+        keep = mask.nonzero().flatten()
+        bias = None if self.bias is None else self.bias.detach()
+        return nn.Sequential(OrderedDict(select=ColumnSelect(keep), linear=_linear(self.weight[:, keep] * mask[keep], bias)))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+GATED = (FactorizedLinear, ColumnGatedLinear)
+
+
 def factorized_layers(model: nn.Module) -> dict:
-    """name -> FactorizedLinear, in module order."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, FactorizedLinear)}
+    """name -> gated layer (FactorizedLinear, or ColumnGatedLinear for the unfactorized baseline), in module order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, GATED)}
 
 
 def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | None = None, inplace: bool = True,
-              **gate_options) -> nn.Module:
+              structure: str = "factorized", **gate_options) -> nn.Module:
     """Replace selected nn.Linear modules of `model` by FactorizedLinear.from_linear(...).
 
     which: None -- every module whose type is exactly nn.Linear (subclasses such as MultiheadAttention's
     out_proj, whose owner reads its weight directly, are left alone unless named); a name or a list of
     qualified names (as in named_modules()); or a callable (name, module) -> bool over the nn.Linear modules.
-    inplace=False works on a deep copy and leaves `model` untouched. Returns the model.
+    inplace=False works on a deep copy and leaves `model` untouched. structure "columns" installs
+    ColumnGatedLinear (gates on the input columns, no factorization; init and rank do not apply).
+    Returns the model.
     """
     check_choice("factorization init", init, INITS)
+    check_choice("gate structure", structure, STRUCTURES)
     if not inplace:
         model = copy.deepcopy(model)
     linears = {n: m for n, m in model.named_modules() if n and isinstance(m, nn.Linear)}
@@ -306,7 +374,9 @@ def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | No
     for name in names:
         owner_name, _, attr = name.rpartition(".")
         owner = model.get_submodule(owner_name) if owner_name else model
-        setattr(owner, attr, FactorizedLinear.from_linear(linears[name], init=init, rank=rank, **gate_options))
+        layer = (ColumnGatedLinear(linears[name], **gate_options) if structure == "columns"
+                 else FactorizedLinear.from_linear(linears[name], init=init, rank=rank, **gate_options))
+        setattr(owner, attr, layer)
     return model
 
 
@@ -322,7 +392,7 @@ def _layers_and_total(model: nn.Module, total: str):
     check_choice("sparsity total", total, SPARSITY_TOTALS)
     layers = list(factorized_layers(model).values())
     if not layers:
-        raise ConfigError("the model has no FactorizedLinear layer; call factorize() first")
+        raise ConfigError("the model has no gated (factorized or column-gated) layer; call factorize() first")
     size = sum(m.dense_parameters() if total == "dense" else m.factorized_parameters() for m in layers)
     return layers, size
 
