@@ -151,6 +151,36 @@ def test_a_fixed_l0_weight_prunes_more_the_larger_it_is_and_moves_no_multiplier(
     assert ends[1] > ends[0] + 0.1
 
 
+def test_structured_agp_masks_the_weakest_components_to_the_target():
+    from replicate.methods.flop import ComponentAGP
+
+    ds, task = _toy_data(), tasks.LanguageModel(bptt=16)
+    torch.manual_seed(0)
+    m = CharSRU(12, 32, 1)
+    train.fit(m, ds, epochs=1, batch_size=8, optimizer="adam", lr=1e-2, task=task, progress=False)
+    factorize(m)
+    before = {n: layer.component_norms() for n, layer in factorized_layers(m).items()}
+    alphas = {n: layer.gates.log_alpha.detach().clone() for n, layer in factorized_layers(m).items()}
+    cb = ComponentAGP(target=0.5, total="dense")
+    hist = train.fit(m, ds, epochs=2, batch_size=8, optimizer="adam", lr=3e-3, task=task, progress=False,
+                     callbacks=[cb], params=flop_parameters(m)["model"])
+    layers = factorized_layers(m)
+    biggest = max(layer.in_features + layer.out_features for layer in layers.values())
+    size = sum(layer.dense_parameters() for layer in layers.values())
+    assert 0.5 <= hist[-1]["hard_sparsity"] <= 0.5 + biggest / size          # to the target, one component over at most
+    assert hist[-1]["target"] == 0.5 and cb.trace and cb.trace[-1]["lambda1"] == 0.0
+    assert all(not layer.use_gates for layer in layers.values())
+    # no gate moved (they are not trained), and in each layer the masked components were the weaker ones
+    assert all(torch.equal(layer.gates.log_alpha, alphas[n]) for n, layer in layers.items())
+    for n, layer in layers.items():
+        kept, cut = before[n][layer.keep > 0], before[n][layer.keep == 0]
+        if len(kept) and len(cut):
+            assert cut.median() < kept.median()
+    m.eval()
+    x = torch.randint(0, 12, (2, 9))
+    assert torch.allclose(export_model(copy.deepcopy(m))(x)[0], m(x)[0], atol=1e-5)
+
+
 @pytest.mark.parametrize("rule", ["flop_topk", "louizos_clamp"])
 def test_exported_model_is_the_masked_model(rule):
     torch.manual_seed(0)
@@ -197,6 +227,7 @@ def test_exported_model_is_the_masked_model(rule):
     ({"tau": 1}, r"unknown argument\(s\) \['tau'\] for method 'flop'"),
     ({"budget": "soft"}, "unknown flop budget 'soft'; valid: lagrangian, fixed"),
     ({"structure": "rows"}, "unknown gate structure 'rows'; valid: factorized, columns"),
+    ({"budget": "agp", "structure": "columns"}, "budget 'agp' prunes the factorization's components"),
     ({"structure": "columns", "rank": 4}, "rank and init do not apply"),
     ({"budget": "fixed"}, "budget 'fixed' needs l0_coef"),
     ({"budget": "fixed", "l0_coef": -1.0}, "budget 'fixed' needs l0_coef"),

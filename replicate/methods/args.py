@@ -79,7 +79,8 @@ ARGS: dict[str, dict] = {
         "init": "svd",            # factors from the parent's trained weights ("svd", exact) | "random" (from scratch)
         "rank": None,             # None: full rank (svd) or d_in d_out / (d_in + d_out) (random)
         "budget": "lagrangian",   # "lagrangian": the multipliers drive s_hat to t (FLOP) | "fixed": the baseline
-                                  # loss + l0_coef (1 - s_hat), Louizos et al.'s fixed L0 weight (target unused)
+                                  # loss + l0_coef (1 - s_hat), Louizos et al.'s fixed L0 weight (target unused) |
+                                  # "agp": no gates, gradual magnitude pruning of the factorization's components
         "l0_coef": None,          # the fixed weight of the expected kept fraction (required with budget "fixed")
         "structure": "factorized",  # gates on the SVD components (FLOP) | "columns": on the dense layer's input
                                     # columns, no factorization (the paper's L0 baseline; init and rank unused)

@@ -36,7 +36,9 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
                   The official enwik8 script factorizes the SRU layers and leaves the output layer dense.
   budget, l0_coef "lagrangian" (FLOP) | "fixed": the baseline without multipliers, loss + l0_coef (1 - s_hat)
                   (Louizos et al.'s fixed weight on the expected L0, here the expected kept fraction of the
-                  gated layers), whose final sparsity follows from the weight instead of a target.
+                  gated layers), whose final sparsity follows from the weight instead of a target | "agp":
+                  no gates, structured gradual magnitude pruning of the factorization's components to the
+                  target (ComponentAGP; warmup, lambda_lr and gate_lr unused).
   structure       "factorized" (FLOP) | "columns": gates on the dense layers' input columns, no factorization
                   (the paper's L0 baseline, flop_gates.ColumnGatedLinear).
   init, rank      "svd" from the trained weight (the official `dev` branch) at full rank by default, or
@@ -68,7 +70,7 @@ from ..train import Callback, seed_everything
 from .args import ARGS
 from .base import Method, Result, register
 from .flop_gates import (EVAL_RULES, INITS, SAMPLINGS, SPARSITY_LABELS, SPARSITY_TOTALS, STRUCTURES, LagrangianBudget,
-                         ColumnSelect, _linear,
+                         ColumnSelect, _layers_and_total, _linear,
                          expected_sparsity, export_model, factorize, factorized_layers, flop_parameters, hard_sparsity)
 
 TRACE_POINTS = 100   # about this many (step, t, s_hat, ...) points per run, evenly spaced
@@ -99,7 +101,61 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-BUDGETS = ("lagrangian", "fixed")
+BUDGETS = ("lagrangian", "fixed", "agp")
+AGP_END = 0.75      # structured AGP prunes over the first 75 % of the steps (as magnitude.py's gradual schedule)
+
+
+class ComponentAGP(Callback):
+    """Structured gradual magnitude pruning of a factorized model (the paper's "AGP on the factorization's
+    diagonal"): no gates; after every step in the first AGP_END of the run the components with the smallest
+    ||P[:, k]|| ||Q[k, :]|| across all factorized layers are masked until the kept weights are at most
+    (1 - s_k) of the total, s_k = t (1 - (1 - k / n)^3) (Zhu & Gupta's cubic schedule). A masked
+    component stays masked. Exposes the same status and trace as LagrangianPruning."""
+
+    def __init__(self, target: float, total: str):
+        self.target, self.total = target, total
+        self.trace: list = []
+        self.s_hat = math.nan
+
+    def on_train_begin(self, state):
+        self.state = state
+        self.layers = list(factorized_layers(state.model).values())
+        for layer in self.layers:
+            layer.use_gates = False
+        self.end = max(1, round(AGP_END * state.total_steps))
+        self.every = max(1, state.total_steps // TRACE_POINTS)
+
+    def target_at(self, step: int) -> float:
+        return self.target * (1 - (1 - min(step, self.end) / self.end) ** 3)
+
+    @torch.no_grad()
+    def after_step(self, state):
+        if state.step <= self.end:
+            _, size = _layers_and_total(state.model, self.total)
+            allowed = (1 - self.target_at(state.step)) * size
+            kept = sum(layer.kept_parameters() for layer in self.layers)
+            if kept > allowed:
+                cand = [(float(n), i, k) for i, layer in enumerate(self.layers)
+                        for k, n in enumerate(layer.component_norms()) if layer.keep[k] > 0]
+                for _, i, k in sorted(cand):
+                    if kept <= allowed:
+                        break
+                    layer = self.layers[i]
+                    layer.keep[k] = 0.0
+                    kept -= layer.in_features + layer.out_features
+        self.s_hat = hard_sparsity(state.model, self.total)
+        if state.step % self.every == 0 or state.step == state.total_steps:
+            self.trace.append({"step": state.step, "expected_sparsity": self.s_hat, **self.status(state.step)})
+
+    def penalty(self):
+        return None
+
+    def status(self, step: int) -> dict:
+        return {"target": self.target_at(step), "hard_sparsity": hard_sparsity(self.state.model, self.total),
+                "lambda1": 0.0, "lambda2": 0.0}
+
+    def on_epoch_end(self, state):
+        state.history[-1].update(expected_sparsity=hard_sparsity(state.model, self.total), **self.status(state.step))
 
 
 class LagrangianPruning(Callback):
@@ -180,6 +236,8 @@ class FLOP(Method):
         if a["structure"] == "columns" and (a["rank"] is not None or a["init"] != "svd"):
             raise ConfigError("flop structure 'columns' gates the dense layer itself: rank and init do not apply "
                               "(leave them at None and 'svd')")
+        if a["budget"] == "agp" and a["structure"] != "factorized":
+            raise ConfigError("flop budget 'agp' prunes the factorization's components: it needs structure='factorized'")
         if a["budget"] == "fixed" and not (_number(a["l0_coef"]) and a["l0_coef"] > 0):
             raise ConfigError(f"flop budget 'fixed' needs l0_coef, a finite number > 0; got {a['l0_coef']!r}")
         if a["budget"] == "lagrangian" and a["l0_coef"] is not None:
@@ -205,11 +263,16 @@ class FLOP(Method):
                   init_drop=float(a["init_drop"]), init_std=float(a["init_std"]), eval_rule=a["eval_rule"],
                   sampling=a["sampling"], structure=a["structure"])
         layers = factorized_layers(model)
-        pruning = LagrangianPruning(float(a["target"]), float(a["warmup"]), a["total"], float(a["lambda_lr"]),
-                                    None if a["gate_lr"] is None else float(a["gate_lr"]),
-                                    None if a["budget"] == "lagrangian" else float(a["l0_coef"]))
-        params = flop_parameters(model)["model"] if a["gate_lr"] is not None else None
-        history = ctx.fit(model, callbacks=[pruning], penalty=pruning.penalty, params=params)
+        if a["budget"] == "agp":
+            pruning = ComponentAGP(float(a["target"]), a["total"])
+            params, penalty = flop_parameters(model)["model"], None       # the gates are not used
+        else:
+            pruning = LagrangianPruning(float(a["target"]), float(a["warmup"]), a["total"], float(a["lambda_lr"]),
+                                        None if a["gate_lr"] is None else float(a["gate_lr"]),
+                                        None if a["budget"] == "lagrangian" else float(a["l0_coef"]))
+            params = flop_parameters(model)["model"] if a["gate_lr"] is not None else None
+            penalty = pruning.penalty
+        history = ctx.fit(model, callbacks=[pruning], penalty=penalty, params=params)
 
         model.eval()
         k = ctx.task.metric

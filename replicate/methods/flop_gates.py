@@ -197,6 +197,8 @@ class FactorizedLinear(nn.Module):
         self.q = nn.Parameter(torch.empty(rank, in_features))     # the input side, r x d_in
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         self.gates = HardConcrete(rank, **gate_options)
+        self.use_gates = True          # False: z is the fixed `keep` mask alone (structured magnitude pruning)
+        self.register_buffer("keep", torch.ones(rank))
         self.reset_parameters()
 
     @torch.no_grad()
@@ -236,8 +238,16 @@ class FactorizedLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.gates(x.shape[:-1])     # (r,) shared, or (*x.shape[:-1], r) per example
+        z = self.gates(x.shape[:-1]) * self.keep if self.use_gates else self.keep   # (r,) or per example
         return F.linear(F.linear(x, self.q) * z, self.p, self.bias)
+
+    def mask(self) -> torch.Tensor:
+        """The evaluation-mode z: the gates' deterministic mask (when used) times the fixed keep mask."""
+        return self.gates.eval_mask() * self.keep if self.use_gates else self.keep.clone()
+
+    def component_norms(self) -> torch.Tensor:
+        """||P[:, k]|| ||Q[k, :]|| per component: the singular values right after an SVD init."""
+        return self.p.detach().norm(dim=0) * self.q.detach().norm(dim=1)
 
     # Parameter counts: weight matrices only (the bias is never gated).
     def dense_parameters(self) -> int:
@@ -250,11 +260,13 @@ class FactorizedLinear(nn.Module):
 
     def expected_parameters(self) -> torch.Tensor:
         """(d_in + d_out) E[L0], differentiable in log_alpha: what the Lagrangian sees."""
-        return (self.in_features + self.out_features) * self.gates.expected_l0()
+        if not self.use_gates:
+            return (self.in_features + self.out_features) * self.keep.sum()
+        return (self.in_features + self.out_features) * (self.gates.prob_nonzero() * self.keep).sum()
 
     def kept_rank(self) -> int:
         """Components whose gate is non-zero under the evaluation mask."""
-        return int(torch.count_nonzero(self.gates.eval_mask()))
+        return int(torch.count_nonzero(self.mask()))
 
     def kept_parameters(self) -> int:
         """(d_in + d_out) times the kept rank: the weights export() keeps as a pair of layers."""
@@ -266,7 +278,7 @@ class FactorizedLinear(nn.Module):
         into P, giving this layer's eval-mode output. merged=False: nn.Sequential(q: d_in -> r', p: r' -> d_out
         with the bias), (d_in + d_out) r' weights; merged=True: one nn.Linear with W = P' Q' (d_in d_out weights,
         smaller only when r' < d_in d_out / (d_in + d_out))."""
-        mask = self.gates.eval_mask()
+        mask = self.mask()
         keep = mask.nonzero().flatten()
         p = self.p[:, keep] * mask[keep]
         q = self.q[keep]
