@@ -97,6 +97,42 @@ def _count(d: Path) -> int:
     return sum(1 for _ in d.rglob("*.json")) if d.exists() else 0
 
 
+def cost_table(per_notebook: dict, store_dir: Path) -> str:
+    """Markdown: per notebook (in execution order), the runs it read, the recorded single-thread wall time
+    of those runs and every parent they need, and the part not already paid by an earlier notebook; the
+    last line totals the runs a from-scratch execution trains once each. Recorded times come from the
+    runs' provenance (one thread each, on whatever load the machine had then), not from a timed
+    from-scratch execution."""
+    from .config import RunConfig
+    from .store import Store
+
+    records = {r["key"]: r for r in Store(store_dir).records()}
+
+    def closure(keys):
+        out = set()
+        for k in keys:
+            r = records.get(k)
+            while r is not None and r["key"] not in out:
+                out.add(r["key"])
+                parent = RunConfig.from_dict(r["config"]).parent
+                r = records.get(parent.key) if parent is not None else None
+        return out
+
+    def hours(keys):
+        return sum(records[k]["provenance"].get("wall_time_s") or 0.0 for k in keys) / 3600
+
+    lines = ["| notebook | runs read | runs with parents | recorded hours | new hours (not in an earlier notebook) |",
+             "|---|---|---|---|---|"]
+    paid: set = set()
+    for nb, keys in per_notebook.items():
+        allk = closure(keys)
+        new = allk - paid
+        paid |= allk
+        lines.append(f"| {nb} | {len(keys)} | {len(allk)} | {hours(allk):.2f} | {hours(new):.2f} |")
+    lines.append(f"| **all, each run once** | | {len(paid)} | | **{hours(paid):.2f}** |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replicate.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*", help="notebooks or folders (default: notebooks/)")
@@ -104,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-train", action="store_true", help="any training is an error (REPLICATE_NO_TRAIN=1)")
     ap.add_argument("--timings", action="store_true", help="measure live timings again (REPLICATE_TIMINGS=1)")
     ap.add_argument("--fresh", action="store_true", help="retrain every run once (REPLICATE_FRESH=1)")
+    ap.add_argument("--costs", metavar="FILE", default=None,
+                    help="write a Markdown table of each notebook's recorded training cost (its runs and their parents, "
+                         "from the records' wall times) to FILE")
     a = ap.parse_args(argv)
 
     import papermill as pm
@@ -133,6 +172,7 @@ def main(argv=None) -> int:
     run_log.parent.mkdir(parents=True, exist_ok=True)
     os.environ["REPLICATE_RUN_LOG"] = str(run_log)
     read_all: set = set()
+    per_notebook: dict = {}
     km_class = kernel_manager_class(root)
     for i, nb_path in enumerate(notebooks, 1):
         rel = nb_path.relative_to(root)
@@ -163,8 +203,12 @@ def main(argv=None) -> int:
         os.replace(tmp, out)
         read = set(run_log.read_text().split())
         read_all |= read
+        per_notebook[str(rel)] = read
         print(f"  done in {time.perf_counter() - t:.0f} s: {len(read)} runs read from the store, {_count(store) - r0} trained",
               file=sys.stderr, flush=True)
+    if a.costs:
+        Path(a.costs).write_text(cost_table(per_notebook, store))
+        print(f"recorded costs per notebook: {a.costs}", file=sys.stderr)
     measured = sum(1 for p, m in timing_files().items() if t0_timings.get(p) != m)
     print(f"{len(notebooks)} notebooks executed ({a.profile} profile) in {time.perf_counter() - t0:.0f} s: "
           f"{len(read_all)} runs read, {_count(store) - runs0} runs trained, {_count(analyses_dir) - an0} analyses computed, "

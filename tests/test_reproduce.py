@@ -75,3 +75,20 @@ def test_every_notebook_reexecutes_from_the_store_without_training(tmp_path):
     for nb in (copy / "notebooks").rglob("*.ipynb"):
         text = json.dumps(json.loads(nb.read_text())["cells"])
         assert "REPLICATE_NO_TRAIN" not in text, nb.name
+
+
+def test_cost_table_counts_parents_and_each_run_once(tmp_path):
+    from replicate import runner
+    from replicate.config import RunConfig
+    from replicate.reproduce import cost_table
+    from replicate.store import default_store_dir
+
+    dense = RunConfig(model="lenet300-100", dataset="mnist5k", epochs=1, train_size=200, test_size=100, profile="smoke")
+    child = dense.replace(method="magnitude", parent=dense, args={"schedule": "oneshot", "compression": 2.0})
+    rec_c, rec_d = runner.run(child), runner.run(dense)
+    table = cost_table({"a.ipynb": {rec_c["key"]}, "b.ipynb": {rec_d["key"]}}, default_store_dir("smoke"))
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    hours = lambda *rs: sum(r["provenance"]["wall_time_s"] for r in rs) / 3600  # noqa: E731
+    assert rows[0][0].strip() == "a.ipynb" and rows[0][2].strip() == "2"              # its run and the parent
+    assert float(rows[0][4]) == round(hours(rec_c, rec_d), 2) and float(rows[1][4]) == 0.0  # b's run was paid by a
+    assert rows[2][2].strip() == "2"
