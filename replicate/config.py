@@ -121,14 +121,15 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         from .data import DATASETS, spec
         from .methods import get_method
-        from .models import FAMILY_TASK, MODELS
+        from .models import FAMILY_TASK
+        from .models import spec as model_spec
 
         check_choice("method", self.method, method_names())
-        check_choice("model", self.model, tuple(MODELS))
+        family = model_spec(self.model).family
         check_choice("dataset", self.dataset, DATASETS)
         task = spec(self.dataset).task
-        if FAMILY_TASK[MODELS[self.model].family] != task:
-            raise ConfigError(f"model {self.model!r} ({MODELS[self.model].family}) cannot train on dataset "
+        if FAMILY_TASK[family] != task:
+            raise ConfigError(f"model {self.model!r} ({family}) cannot train on dataset "
                               f"{self.dataset!r} ({task} data)")
         check_choice("profile", self.profile, PROFILES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)

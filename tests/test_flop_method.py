@@ -335,3 +335,23 @@ def test_the_study_plans_are_valid_configurations():
     rec = {"metrics": {"weights": 100, "nonzero": 40}}
     assert study.parameters(rec, 1000) == 940
     assert study.parameters({"metrics": {"params_exported_model": 500, "weights": 500, "nonzero": 500}}, 1000) == 500
+
+
+def test_small_dense_baseline_matches_the_kept_size():
+    from replicate.studies import flop as study
+
+    vocab = 70
+    full = study.sru_weights(256, vocab)
+    for t in (0.5, 0.7, 0.9):
+        w = study.matched_width(t, vocab)
+        kept = (1 - t) * full
+        assert abs(study.sru_weights(w, vocab) - kept) <= study.sru_weights(w + 1, vocab) - study.sru_weights(w, vocab)
+        m = models.build(f"char-sru-d{w}", (1,), vocab)
+        weights = sum(x.weight.numel() for x in m.modules() if isinstance(x, torch.nn.Linear))
+        assert weights == study.sru_weights(w, vocab)
+    cfg = study.small_dense("smoke", 0, 0.7, vocab)
+    assert cfg.model == f"char-sru-d{study.matched_width(0.7, vocab)}" and cfg.parent is None
+    assert cfg.epochs == study.plan("smoke")["dense_epochs"] + study.plan("smoke")["prune_epochs"]
+    cfg.validate()
+    with pytest.raises(ConfigError, match="char-sru-d<width>"):
+        RunConfig(model="char-sru-d", dataset="kjv_char").validate()

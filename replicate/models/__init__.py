@@ -9,6 +9,7 @@ longest runs first). Prunable weights live in nn.Linear / nn.Conv2d layers
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,8 +50,18 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
 FAMILY_TASK = {"vision": "classification", "language": "language_model"}
 
 
+SRU_WIDTH = re.compile(r"char-sru-d([1-9][0-9]*)")   # char-sru at another width d (2 layers), e.g. char-sru-d128
+
+
 def spec(name: str) -> ModelSpec:
-    check_choice("model", name, tuple(MODELS))
+    """The model's spec; besides the names in MODELS, "char-sru-d<width>" is char-sru at that width
+    (the FLOP notebooks' small dense models trained from scratch at a matched size)."""
+    m = SRU_WIDTH.fullmatch(str(name))
+    if m:
+        d = int(m.group(1))
+        return ModelSpec(name, lambda shape, vocab: CharSRU(vocab, d=d), "language", 0.1 * (d / 256) ** 2)
+    if name not in MODELS:
+        check_choice("model", name, tuple(MODELS) + ("char-sru-d<width>",))
     return MODELS[name]
 
 

@@ -75,3 +75,26 @@ def parameters(record, dense_total: int) -> int:
     if "params_exported_model" in m:
         return m["params_exported_model"]
     return dense_total - (m["weights"] - m["nonzero"])
+
+
+# --- the small dense baseline: char-sru at a narrower width, trained from scratch ---------------------------
+
+def sru_weights(width: int, vocab: int, layers: int = 2) -> int:
+    """Weights in char-sru's matrices at width d: each SRU layer's W (d x 3d) and the decoder (d x V)."""
+    return layers * 3 * width * width + width * vocab
+
+
+def matched_width(target: float, vocab: int, width: int = 256, layers: int = 2) -> int:
+    """The width whose weight matrices hold about (1 - target) of the full model's (the weights a pruned run
+    keeps at sparsity `target`): the nearest whole width, at least 1."""
+    goal = (1 - float(target)) * sru_weights(width, vocab, layers)
+    w = max(1, int((-vocab + (vocab * vocab + 4 * 3 * layers * goal) ** 0.5) / (2 * 3 * layers)))
+    return min((w, w + 1), key=lambda x: abs(sru_weights(x, vocab, layers) - goal))
+
+
+def small_dense(profile: str, seed: int, target: float, vocab: int) -> RunConfig:
+    """A dense char-sru-d<w> trained from scratch at the size a pruned run keeps at `target`, for the dense
+    parent's and the pruning run's epochs together (the same number of optimizer steps)."""
+    p = plan(profile)
+    base = dense(profile, seed)
+    return base.replace(model=f"char-sru-d{matched_width(target, vocab)}", epochs=p["dense_epochs"] + p["prune_epochs"])
