@@ -344,6 +344,27 @@ def flop_vs_agp(cases, margin: float = 0.02, size_tolerance: float = 0.02) -> st
     return combine(out, untested=I)
 
 
+def flop_hits_target(cases, tolerance: float = 0.02) -> str:
+    """flop-hits-target-<corpus>: per (target t, seed), a pair (t, FLOP's expected sparsity s_hat at the
+    end of the run; None or nan for a run that failed). A case holds when |s_hat - t| <= `tolerance`; a
+    failed run did not reach its target and counts as a miss, not as untested. All / none / some of the
+    cases; inconclusive when there are none."""
+    out = [False if _nan(s) else abs(s - t) <= tolerance for t, s in cases]
+    return combine(out, untested=I)
+
+
+def l0_length_drift(cases, tolerance: float = 0.02, informative=(0.05, 0.95)) -> str:
+    """l0-coefficient-drifts-<corpus>: per L0 coefficient, a pair (sparsity at the end of the plan's run,
+    sparsity at the end of a run with the same coefficient and seed trained longer). A case holds when
+    the two differ by more than `tolerance` (the coefficient alone does not fix the final size); it is
+    untestable when a value is missing or the shorter run's sparsity is outside `informative` (a gate
+    set that is all open or all closed cannot move). All / none / some of the testable cases;
+    inconclusive when none is testable."""
+    lo, hi = informative
+    out = [None if _nan(a) or _nan(b) or not lo <= a <= hi else abs(b - a) > tolerance for a, b in cases]
+    return combine(out, untested=I)
+
+
 # --- DRL static + runtime channel pruning (Chen, Chen & Pan 2020) -----------------------------------
 
 def drl_tradeoff(acc_by_rr: dict, params_by_rr: dict, margin: float = 0.2) -> str:
@@ -512,6 +533,8 @@ RULES: dict[str, tuple] = {
     r"sens-q8-rnn": (sens_rnn, (S, C, I)),
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
+    r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
+    r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),

@@ -60,6 +60,14 @@ def flop(profile: str, seed: int, target: float, **args) -> RunConfig:
                           args={"target": float(target), **args})
 
 
+def l0(profile: str, seed: int, coef: float, epochs: int | None = None) -> RunConfig:
+    """The fixed-coefficient L0 baseline from the seed's dense run: FLOP's gates and factorization, the loss
+    plus coef (1 - s_hat) instead of the Lagrangian, for `epochs` (None: the plan's pruning epochs)."""
+    parent = dense(profile, seed)
+    return parent.replace(method="flop", parent=parent, epochs=epochs or plan(profile)["prune_epochs"],
+                          args={"budget": "fixed", "l0_coef": float(coef)})
+
+
 def agp(profile: str, seed: int, sparsity: float) -> RunConfig:
     """Unstructured gradual magnitude pruning of the same dense run to `sparsity`, every matrix alike."""
     parent = dense(profile, seed)
@@ -75,6 +83,26 @@ def parameters(record, dense_total: int) -> int:
     if "params_exported_model" in m:
         return m["params_exported_model"]
     return dense_total - (m["weights"] - m["nonzero"])
+
+
+# --- controllability (notebook 03): FLOP at each target against fixed-coefficient L0 over a grid -----------
+# Both use the same parents, the same pruning epochs (the same number of optimizer steps) and seeds. The
+# coefficient grid is log-spaced by half-decades over the range where a 146-step pilot from the cpu parent
+# (seed 0) ended between sparsity 0.1 (coefficient 0.1) and 0.88 (10); 0.01 kept more than the dense size
+# (the full-rank factorization is larger). The brief's suggestion, 1e-3 to 1, would leave most of the grid
+# at no pruning with our normalisation (the expected kept fraction of the dense size). The long runs repeat
+# three coefficients for twice the epochs on seed 0, to show whether the sparsity a coefficient gives
+# depends on the training length (for a fixed coefficient it can: nothing pulls it to a target).
+CONTROL = {
+    "smoke": {"targets": [0.5, 0.9], "seeds": [0], "coefs": [0.3, 3.0], "long_coefs": [3.0], "long_epochs": 2},
+    "cpu": {"targets": [0.3, 0.5, 0.7, 0.9], "seeds": [0, 1, 2], "coefs": [0.1, 0.3, 1.0, 3.0, 10.0],
+            "long_coefs": [0.3, 1.0, 3.0], "long_epochs": 2},
+}
+
+
+def control_plan(profile: str) -> dict:
+    """Notebook 03's grid for the profile (one-line error for a profile without one)."""
+    return {**plan(profile), **choose(profile, CONTROL)}
 
 
 # --- the small dense baseline: char-sru at a narrower width, trained from scratch ---------------------------
