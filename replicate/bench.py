@@ -158,6 +158,26 @@ def drl_iteration_ratio(ds, agent_batches: int = 20, cnn_batches: int = 10, reps
     return {"dense_s": med["dense"], "drl_s": med["drl"], "ratio": med["drl"] / med["dense"], "steps": n}
 
 
+def flop_ratios(reps: int = 15, vocab: int = 64) -> dict:
+    """FLOP on char-sru (random weights): one training step (batch 32 x 64) of FLOP against the plain dense
+    model and the factorized model with its gates off, and an inference forward (batch 16 x 64) of the
+    model exported at half the dense weights (each matrix at rank d_in d_out / (2 (d_in + d_out)))
+    against the dense model; round-robin medians (flop_latency)."""
+    from .methods import flop_latency
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    dense = models.build("char-sru", (), vocab)
+    lin = {n: m for n, m in dense.named_modules() if isinstance(m, torch.nn.Linear)}
+    half = {n: max(1, m.in_features * m.out_features // (2 * (m.in_features + m.out_features))) for n, m in lin.items()}
+    x, y = (torch.randint(0, vocab, (32, 64), generator=gen) for _ in range(2))
+    steps = flop_latency.round_robin(flop_latency.step_calls(dense, x, y), repeats=reps, warmup=3)
+    tokens = torch.randint(0, vocab, (16, 64), generator=gen)
+    fwd = flop_latency.round_robin(flop_latency.forward_calls(
+        {"dense": dense, "exported": flop_latency.with_ranks(dense, half, gen)}, tokens), repeats=reps, warmup=3)
+    return {"step_ms": steps, "forward_ms": fwd}
+
+
 def _dst(m):
     from .methods import dst
 
@@ -220,6 +240,13 @@ def main(argv=None) -> int:
     print(f"DRL (M-FashionNet-S, Rr = 0.5): one iteration of 20 agent + 10 CNN batches of 128 {r['drl_s']:.2f} s "
           f"vs {r['steps']} dense Adam steps {r['dense_s']:.2f} s: ratio {r['ratio']:.2f} (no goal: the agents' "
           "rollouts and PPO updates are the method's own work)")
+    r = flop_ratios()
+    s, f = r["step_ms"], r["forward_ms"]
+    print(f"FLOP (char-sru, random weights): training step {s['FLOP']:.1f} ms vs dense {s['dense']:.1f} ms (ratio "
+          f"{s['FLOP'] / s['dense']:.2f}) and vs the factorized model with gates off {s['dense factorized']:.1f} ms (ratio "
+          f"{s['FLOP'] / s['dense factorized']:.2f}); exported at half the matrix weights, inference batch 16 x 64: "
+          f"{f['exported']:.1f} ms vs dense {f['dense']:.1f} ms (ratio {f['exported'] / f['dense']:.2f}) (no goal: "
+          "the gates and the full-rank factors are the method's own work; see notebook flop/08)")
     return 0
 
 

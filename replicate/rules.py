@@ -365,6 +365,14 @@ def l0_length_drift(cases, tolerance: float = 0.02, informative=(0.05, 0.95)) ->
     return combine(out, untested=I)
 
 
+def flop_exported_faster(ratios, tol: float = 0.1) -> str:
+    """flop-exported-faster-cpu-<corpus>: per (target sparsity, batch size), the exported FLOP model's median
+    CPU forward time over the dense model's, measured in one process (nan when it could not be timed).
+    A case holds when the ratio is at most 1 - `tol` (more than `tol` faster). All / none / some of the
+    timed cases; inconclusive when none was timed."""
+    return combine([None if _nan(r) else r <= 1 - tol for r in ratios], untested=I)
+
+
 # --- DRL static + runtime channel pruning (Chen, Chen & Pan 2020) -----------------------------------
 
 def drl_tradeoff(acc_by_rr: dict, params_by_rr: dict, margin: float = 0.2) -> str:
@@ -535,6 +543,7 @@ RULES: dict[str, tuple] = {
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
     r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
     r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),
+    r"flop-exported-faster-cpu-.+": (flop_exported_faster, (S, C, I)),
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),
