@@ -239,6 +239,20 @@ def test_multiplier_gradient_comes_only_from_the_penalty():
     assert math.isclose(_f(s_hat.grad), -2.0 + 2 * 3.0 * (0.2 - 0.5), rel_tol=1e-6)
 
 
+def test_without_the_quadratic_term_only_lambda1_acts():
+    budget = LagrangianBudget(0.5, quadratic=False)
+    s_hat = torch.tensor(0.2, requires_grad=True)
+    with torch.no_grad():
+        budget.lambda1.fill_(-2.0)
+        budget.lambda2.fill_(3.0)
+    pen = budget(s_hat, step=0)
+    assert math.isclose(_f(pen), -2.0 * (0.2 - 0.5), rel_tol=1e-6)
+    pen.backward()
+    assert math.isclose(_f(s_hat.grad), -2.0, rel_tol=1e-6) and budget.lambda2.grad is None
+    with pytest.raises(ConfigError, match="quadratic must be True"):
+        LagrangianBudget(0.5, quadratic="no")
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda: HardConcrete(4, stretch=(0.0, 1.1)), r"l < 0 and r > 1"),
     (lambda: HardConcrete(4, stretch=(-0.1, 1.0)), r"l < 0 and r > 1"),

@@ -232,6 +232,7 @@ def test_exported_model_is_the_masked_model(rule):
     ({"budget": "fixed"}, "budget 'fixed' needs l0_coef"),
     ({"budget": "fixed", "l0_coef": -1.0}, "budget 'fixed' needs l0_coef"),
     ({"l0_coef": 0.1}, "set budget='fixed' or leave l0_coef None"),
+    ({"quadratic": 1}, "quadratic must be True"),
 ])
 def test_bad_arguments_are_one_line_config_errors(args, message):
     with pytest.raises(ConfigError, match=message) as err:

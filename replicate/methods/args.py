@@ -68,6 +68,7 @@ ARGS: dict[str, dict] = {
         "target": 0.5,            # final sparsity t of the gated layers, in [0, 1), against `total`
         "total": "dense",         # sparsity denominator: "dense" (the gated layers' dense size) | "factorized" (the code's)
         "warmup": 0.5,            # fraction of the run's optimizer steps over which t rises linearly from 0 (0: t at once)
+        "quadratic": True,        # the lambda2 (s_hat - t)^2 term (FLOP); False: lambda1 alone (the plain Lagrangian)
         "lambda_lr": 0.1,         # Adam lr of the multipliers lambda1, lambda2 (gradient ascent), both starting at 0
         "gate_lr": 0.05,          # Adam lr of log alpha, its own optimizer (the SRU scripts); None: in the run's optimizer
         "beta": 2 / 3,            # hard-concrete temperature (Louizos et al.; the official code uses 1.0)

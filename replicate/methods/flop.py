@@ -24,6 +24,8 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
   warmup          fraction of the run's optimizer steps over which t_k rises to t. The official scripts use
                   0 (enwik8 SRU) up to 64,000 steps of far longer runs; 0.5 leaves half of a short run for
                   the model to recover at the final size.
+  quadratic       True: the augmented term lambda2 (s_hat - t)^2 as in the paper and code; False drops it (the plain
+                  Lagrangian, an ablation: lambda2 stays 0).
   lambda_lr, gate_lr  0.1 and 0.05: chosen for runs of about a thousand steps. On a small SRU (d 64) with
                   780 steps and warm-up 0.5 they ended within 0.02 of t = 0.5, 0.7, 0.8 and 0.9, where
                   0.05 / 0.05 stalled at 0.83 for t = 0.9: open gates with a large log alpha feel little of
@@ -166,8 +168,8 @@ class LagrangianPruning(Callback):
     model's step: the players move simultaneously), then clear their gradients."""
 
     def __init__(self, target: float, warmup: float, total: str, lambda_lr: float, gate_lr: float | None,
-                 l0_coef: float | None = None):
-        self.target, self.warmup, self.total = target, warmup, total
+                 l0_coef: float | None = None, quadratic: bool = True):
+        self.target, self.warmup, self.total, self.quadratic = target, warmup, total, quadratic
         self.lambda_lr, self.gate_lr = lambda_lr, gate_lr
         self.l0_coef = l0_coef            # not None: the fixed-coefficient baseline, no multipliers
         self.trace: list = []
@@ -175,7 +177,8 @@ class LagrangianPruning(Callback):
     def on_train_begin(self, state):
         self.state = state
         device = next(state.model.parameters()).device
-        self.budget = LagrangianBudget(self.target, round(self.warmup * state.total_steps), self.total).to(device)
+        self.budget = LagrangianBudget(self.target, round(self.warmup * state.total_steps), self.total,
+                                       self.quadratic).to(device)
         self.optimizers = [self.budget.optimizer(self.lambda_lr)] if self.l0_coef is None else []
         if self.gate_lr is not None:
             self.optimizers.append(torch.optim.Adam(flop_parameters(state.model)["gates"], lr=self.gate_lr))
@@ -228,6 +231,9 @@ class FLOP(Method):
             raise ConfigError(f"flop init_drop must be in (0, 1) (a drop rate; 0.5 gives log alpha mean 0); got {a['init_drop']!r}")
         if not (_number(a["init_std"]) and a["init_std"] >= 0):
             raise ConfigError(f"flop init_std must be a finite number >= 0; got {a['init_std']!r}")
+        if not isinstance(a["quadratic"], bool):
+            raise ConfigError(f"flop quadratic must be True (lambda1 and lambda2 terms, FLOP) or False (lambda1 alone); "
+                              f"got {a['quadratic']!r}")
         check_choice("evaluation rule", a["eval_rule"], EVAL_RULES)
         check_choice("gate sampling", a["sampling"], SAMPLINGS)
         check_choice("factorization init", a["init"], INITS)
@@ -269,7 +275,7 @@ class FLOP(Method):
         else:
             pruning = LagrangianPruning(float(a["target"]), float(a["warmup"]), a["total"], float(a["lambda_lr"]),
                                         None if a["gate_lr"] is None else float(a["gate_lr"]),
-                                        None if a["budget"] == "lagrangian" else float(a["l0_coef"]))
+                                        None if a["budget"] == "lagrangian" else float(a["l0_coef"]), a["quadratic"])
             params = flop_parameters(model)["model"] if a["gate_lr"] is not None else None
             penalty = pruning.penalty
         history = ctx.fit(model, callbacks=[pruning], penalty=penalty, params=params)

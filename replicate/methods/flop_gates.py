@@ -440,8 +440,11 @@ class LagrangianBudget(nn.Module):
     Optimise lambda1, lambda2 with optimizer(), which ascends; the model's optimizer descends.
     """
 
-    def __init__(self, target: float, warmup_steps: int = 0, total: str = "dense"):
+    def __init__(self, target: float, warmup_steps: int = 0, total: str = "dense", quadratic: bool = True):
         super().__init__()
+        if not isinstance(quadratic, bool):
+            raise ConfigError(f"quadratic must be True (lambda1 and lambda2 terms) or False (lambda1 alone); got {quadratic!r}")
+        self.quadratic = quadratic
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 <= target < 1:
             raise ConfigError(f"target sparsity must be a number in [0, 1); got {target!r}")
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
@@ -459,6 +462,8 @@ class LagrangianBudget(nn.Module):
 
     def forward(self, s_hat: torch.Tensor, step: int) -> torch.Tensor:
         gap = s_hat - self.target_at(step)
+        if not self.quadratic:              # the plain Lagrangian (an ablation): lambda2 stays 0
+            return self.lambda1 * gap
         return self.lambda1 * gap + self.lambda2 * gap * gap
 
     def penalty(self, model: nn.Module, step: int) -> torch.Tensor:
@@ -472,4 +477,4 @@ class LagrangianBudget(nn.Module):
         return torch.optim.Adam(self.parameters(), lr=lr, maximize=True, **adam_options)
 
     def extra_repr(self) -> str:
-        return f"target={self.target}, warmup_steps={self.warmup_steps}, total={self.total}"
+        return f"target={self.target}, warmup_steps={self.warmup_steps}, total={self.total}, quadratic={self.quadratic}"

@@ -26,6 +26,7 @@ margin; less on an idle machine.
 from __future__ import annotations
 
 from ..config import RunConfig
+from ..errors import check_choice
 from . import choose
 
 MODEL = "char-sru"
@@ -103,6 +104,29 @@ CONTROL = {
 def control_plan(profile: str) -> dict:
     """Notebook 03's grid for the profile (one-line error for a profile without one)."""
     return {**plan(profile), **choose(profile, CONTROL)}
+
+
+# --- ablations (notebook 09): one FLOP setting changed at a time, from the same parent, at one target ------
+ABLATION_TARGET = 0.7
+ABLATIONS = {                                        # label -> the flop arguments that differ from our defaults
+    "FLOP (our defaults)": {},
+    "beta 1 (official code)": {"beta": 1.0},
+    "eval rule: Louizos clamp": {"eval_rule": "louizos_clamp"},
+    "warm-up 0 (t from the start)": {"warmup": 0.0},
+    "warm-up 0.25": {"warmup": 0.25},
+    "lambda lr 0.01 (x0.1)": {"lambda_lr": 0.01},
+    "lambda lr 1 (x10)": {"lambda_lr": 1.0},
+    "no lambda2 term": {"quadratic": False},
+    "random init (no SVD)": {"init": "random"},
+    "per-example gates": {"sampling": "example"},
+    "log alpha in the model's Adam": {"gate_lr": None},
+}
+
+
+def ablation(profile: str, seed: int, label: str) -> RunConfig:
+    """FLOP at ABLATION_TARGET with the ablation `label`'s arguments (one-line error for an unknown label)."""
+    check_choice("FLOP ablation", label, tuple(ABLATIONS))
+    return flop(profile, seed, ABLATION_TARGET, **ABLATIONS[label])
 
 
 # --- the small dense baseline: char-sru at a narrower width, trained from scratch ---------------------------
