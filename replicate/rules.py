@@ -451,6 +451,15 @@ def drl_beats_fbs(differences, margin: float) -> str:
     return S if all(d > margin for d in diffs) else I
 
 
+def drl_learned_vs_uniform(differences, margin: float) -> str:
+    """drl-learned-vs-uniform-*: per trade-off rate Rr, the DRL run's accuracy (learned ratios) minus that of
+    the same pruner with every ratio fixed at the budget d (policy "uniform"), mean over seeds, in points.
+    Supported when the learned ratios are ahead by more than `margin` at every Rr; contradicted when they
+    are behind by more than `margin` at any; inconclusive otherwise or with a missing Rr (the same
+    all-or-one rule as drl_beats_fbs)."""
+    return drl_beats_fbs(differences, margin)
+
+
 def drl_monotone_rr(acc_by_rr: dict, params_by_rr: dict, margin: float) -> str:
     """drl-monotone-rr-*: over the trade-off rates in increasing order, stored parameters rise at every
     step and accuracy never falls by more than `margin` points at a step. Supported when both hold and
@@ -544,6 +553,7 @@ RULES: dict[str, tuple] = {
     r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
     r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),
     r"flop-exported-faster-cpu-.+": (flop_exported_faster, (S, C, I)),
+    r"drl-learned-vs-uniform-.+": (drl_learned_vs_uniform, (S, C, I)),
     r"drl-tradeoff-rr-.+": (drl_tradeoff, (S, C, I)),
     r"drl-agent-overhead-.+": (drl_printed_counts, (S, C, I)),
     r"drl-lr-ablation-.+": (drl_lr_ablation, (S, C, I)),

@@ -174,6 +174,24 @@ def test_drl_prune_runs_end_to_end_and_records_its_accounting(rr):
     assert replicate.tasks.for_data(data).evaluate(model, data.x_test, data.y_test)["acc"] == m["test_acc"]
 
 
+@pytest.mark.parametrize("rr", [1.0, 0.5, 0.0])
+def test_the_uniform_policy_keeps_the_budget_everywhere_and_has_no_agent(rr):
+    rec = replicate.run(_drl(rr=rr, policy="uniform"))
+    assert rec["status"] == "ok"
+    m = rec["metrics"]
+    assert m["drl"]["params_agent"] == 0 and m["drl"]["macs_agent"] == 0
+    assert m["drl"]["static_ratios"] == [0.5] * 6                     # never moved by an agent
+    curve = m["drl"]["curve"][0]
+    assert not any(k.startswith(("runtime", "static_")) and k != "static_ratios" for k in curve)   # no agent phase
+    model, _ = runner.load_model(_drl(rr=rr, policy="uniform"))
+    assert model.uniform and isinstance(model, D.DRLNet)
+    data = runner.load_data(_drl(rr=rr, policy="uniform"))
+    assert replicate.tasks.for_data(data).evaluate(model, data.x_test, data.y_test)["acc"] == m["test_acc"]
+    if rr == 1:      # runtime only at d: every layer keeps d of its channels for every input, the uniform budget
+        assert m["kept_ratio"] == [0.5] * 6
+        assert m["drl"]["achieved_macs_fraction"] == pytest.approx(m["drl"]["budget_macs_fraction"])
+
+
 def test_rr0_export_gives_the_masked_models_outputs():
     torch.manual_seed(0)
     net = D.build(drl_nets.build_backbone("m-fashionnet-s"), {**D.ARGS["drl_prune"], "rr": 0.0})
@@ -208,6 +226,7 @@ def test_a_diverging_run_is_recorded_as_failed_not_dropped():
     ({"encoder_input": "out"}, "m-fashionnet-s", "valid: in, in\\+out"),
     ({"iterations": 0}, "m-fashionnet-s", "iterations must be an integer >= 1"),
     ({"agent_lr": 0.0}, "m-fashionnet-s", "agent_lr must be positive"),
+    ({"policy": "random"}, "m-fashionnet-s", "unknown policy 'random'; valid: agents, uniform"),
     ({}, "lenet5-caffe", "valid: m-cifarnet, m-fashionnet, m-fashionnet-s"),
 ])
 def test_bad_arguments_give_one_line_errors(args, model, match):

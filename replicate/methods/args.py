@@ -107,6 +107,8 @@ ARGS: dict[str, dict] = {
         "ppo_epochs": 1,          # passes over each batch of episodes (code)
         "minibatch": 64,          # episodes per PPO step (code: 2 steps per 128-image batch)
         "eval_every": 0,          # test evaluation every this many iterations (0: after the last only)
+        "policy": "agents",       # "agents": the learned ratios (the method) | "uniform": every layer and input keeps
+                                  # the budget d through both pruners, no agent is trained (what the agents add)
     },
     "fbs": {                      # Feature Boosting and Suppression (Gao et al. 2019), the DRL paper's baseline: methods/fbs.py
         "budget": 0.5,            # d: every layer keeps the ceil(d C) most salient channels of each input

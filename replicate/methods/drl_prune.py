@@ -40,6 +40,10 @@ Options (args.ARGS["drl_prune"]), the paper's choice first where it has one:
                  trade-off pruner moves the masks away from the actions)
   under_bonus    the code's runtime bonus under budget (0.1); 0 gives the paper's Eq. 10
   sign_rule, static_floor   as in drl_gates
+  policy         "agents": the ratios the agents learn (the method) | "uniform": a control, every layer keeps the
+                 budget d through the runtime and the static pruner alike, for every input (the trade-off pruner
+                 still mixes their channel choices at Rr); no agent exists or is trained, the CNN phase is the
+                 same (iterations x cnn_batches), so the run isolates what the learned ratios add
 Departures, named: the agents' hidden width is an option (`hidden`, the paper's 128 would
 outweigh M-FashionNet-S); the static agent uses the runtime agent's RNN cell (the code: an
 LSTM); the penalty's exponent is capped at MAX_EXPONENT so that one far-over-budget sample
@@ -71,6 +75,7 @@ LOSS_EMA = 0.995             # ... then an exponential moving average keeping 0.
 RANGE_COEF = {"runtime": 100.0, "static": 1e-3}   # the code's weights of Eq. 13's range penalty
 ENCODER_INPUTS = ("in", "in+out")
 CONSUMPTIONS = ("actions", "masks")
+POLICIES = ("agents", "uniform")
 
 
 # --- rewards -----------------------------------------------------------------------------------------
@@ -125,9 +130,13 @@ class DRLNet(nn.Module):
     """The gated backbone, the runtime agent acting with its mean, and the static agent's per-layer
     ratios (a buffer): what runs at inference and what the CNN phase trains."""
 
-    def __init__(self, gated: G.GatedNet, runtime: LayerAgent, budget: float, encoder_input: str = "in"):
+    def __init__(self, gated: G.GatedNet, runtime: LayerAgent, budget: float, encoder_input: str = "in",
+                 uniform: bool = False):
         super().__init__()
         self.gated, self.runtime, self.encoder_input = gated, runtime, encoder_input
+        self.uniform = uniform       # policy "uniform": ratio d everywhere, the agent unused (and not stored)
+        if uniform:
+            self.register_buffer("uniform_policy", torch.ones(()))
         self.register_buffer("budget", torch.tensor(float(budget)))
         self.register_buffer("static_ratios", torch.full((len(gated.layers),), float(budget)))
         first = gated.layers[0]      # the layers' options, so that the weights alone rebuild the net
@@ -152,6 +161,10 @@ class DRLNet(nn.Module):
     def forward(self, x):
         rr, cond, h = self.rr, self.budget.expand(x.shape[0]), None
 
+        if self.uniform:
+            d = float(self.budget)
+            return self.gated(x, policy=lambda t, layer, inp: (d if rr > 0 else None, d if rr < 1 else None))
+
         def policy(t, layer, inp):
             nonlocal h
             a_r = None
@@ -168,7 +181,7 @@ def build(backbone, a: dict, input_hw=None) -> DRLNet:
     gated = G.to_gated(backbone, rr=a["rr"], sign_rule=a["sign_rule"], static_floor=a["static_floor"])
     sizes = [layer.conv.in_channels + (layer.conv.out_channels if a["encoder_input"] == "in+out" else 0)
              for layer in gated.layers]
-    return DRLNet(gated, LayerAgent(sizes, a["hidden"]), a["budget"], a["encoder_input"])
+    return DRLNet(gated, LayerAgent(sizes, a["hidden"]), a["budget"], a["encoder_input"], a.get("policy") == "uniform")
 
 
 # --- Algorithm 1 ---------------------------------------------------------------------------------------
@@ -313,6 +326,7 @@ def check_args(a: dict, model: str) -> None:
     G.check_rr(a["rr"])
     check_choice("encoder_input", a["encoder_input"], ENCODER_INPUTS)
     check_choice("consumption", a["consumption"], CONSUMPTIONS)
+    check_choice("policy", a["policy"], POLICIES)
     check_choice("sign_rule", a["sign_rule"], G.SIGN_RULES)
     check_choice("static_floor", a["static_floor"], (True, False))
     for name in ("iterations", "agent_batches", "cnn_batches", "pretrain_batches", "finetune_epochs", "eval_every",
@@ -343,7 +357,8 @@ class DRLPrune(Method):
         enc_in = state["runtime.encoders.0.weight"].shape[1]
         a = {"budget": float(state["budget"]), "rr": rr, "sign_rule": G.SIGN_RULES[1] if sign else G.SIGN_RULES[0],
              "static_floor": bool(floor), "hidden": state["runtime.rnn.weight_hh"].shape[0],
-             "encoder_input": "in" if enc_in == model.blocks[0].conv.in_channels else "in+out"}
+             "encoder_input": "in" if enc_in == model.blocks[0].conv.in_channels else "in+out",
+             "policy": "uniform" if "uniform_policy" in state else "agents"}
         net = build(model, a)
         net.load_state_dict(state)
         return net
@@ -366,11 +381,12 @@ class DRLPrune(Method):
             model.train()
             cnn_steps(lambda xb: model.gated(xb, policy=lambda t, layer, inp: (1.0, 1.0)), cnn_params, opt, cnn_data,
                       a["pretrain_batches"], c.grad_clip, 0, history)
+        uniform = a["policy"] == "uniform"
         for it in range(1, a["iterations"] + 1):
             model.eval()
             stats = {"iteration": it}
             sums: dict = {}
-            for _ in range(a["agent_batches"]):
+            for _ in range(0 if uniform else a["agent_batches"]):
                 roll = trainer.rollout(*next(agent_data))
                 if not roll["finite"]:
                     raise _diverged(it, math.nan, history)
@@ -384,7 +400,7 @@ class DRLPrune(Method):
             if any(not math.isfinite(v) for v in sums.values()):
                 raise _diverged(it, math.nan, history)
             stats.update({k: v / max(a["agent_batches"], 1) for k, v in sums.items()})
-            if trainer.train_static:
+            if trainer.train_static and not uniform:
                 model.static_ratios.copy_(trainer.static_means())
                 model.sync_ratios()
             model.train()
@@ -408,8 +424,8 @@ def record_metrics(model: DRLNet, parent, ctx, a: dict, curve: list) -> dict:
     m = G.measure(model.gated, model, ds.x_test.to(ctx.device), hw)
     dense_params = G.param_counts(parent)
     params = G.param_counts(model.gated)
-    agent_params = model.runtime.inference_params() if model.rr > 0 else 0
-    agent_macs = model.runtime.inference_macs() if model.rr > 0 else 0
+    agent_params = model.runtime.inference_params() if model.rr > 0 and not model.uniform else 0
+    agent_macs = model.runtime.inference_macs() if model.rr > 0 and not model.uniform else 0
     n = len(model.gated.layers)
     budget_frac = G.uniform_budget(model.gated, a["budget"], hw)
     dense_conv = G.ratio_macs(model.gated, [1.0] * n, hw)
