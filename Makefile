@@ -7,6 +7,8 @@
 #   make check-store           re-execute every notebook with training forbidden: the committed
 #                              records alone must reproduce every table, figure and claim
 #   make timings               measure the notebooks' live timings again (stored apart, *_timing.csv)
+#   make test-paper-dry        every notebook in the paper profile against fabricated datasets, capped
+#                              (replicate/dry_run.py; writes only under build/paper-dry/)
 #   make bench                 replicate's training loop vs a bare PyTorch loop (images, a character LM)
 # Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  NO_TRAIN=1 (training is an error)
 #            THREADS=N  WORKERS=N (processes for independent runs in reproduce targets; default 2)
@@ -25,7 +27,7 @@ ifneq ($(THREADS),)
 export REPLICATE_THREADS := $(THREADS)
 endif
 
-.PHONY: setup test data reproduce-all check-store timings bench clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
+.PHONY: setup test test-paper-dry data reproduce-all check-store timings bench clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,9 @@ test: setup
 	$(PY) -m ruff check replicate tests
 	REPLICATE_PROFILE=smoke $(PY) -m pytest --nbval-lax -p no:cacheprovider tests notebooks; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
+
+test-paper-dry: setup
+	$(PY) -m replicate.dry_run $(NOTEBOOKS)
 
 data: setup
 	$(PY) -m replicate ensure-data --profile $(PROFILE)

@@ -61,6 +61,10 @@ class RunConfig:
                 object.__setattr__(self, f.name, float(v))
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
         object.__setattr__(self, "args", dict(sorted(dict(self.args).items())))
+        if self.profile == "paper":       # REPLICATE_DRY_RUN=1 caps the paper profile (dry_run.py); else nothing
+            from . import dry_run
+            for name, value in dry_run.cap({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}).items():
+                object.__setattr__(self, name, dict(sorted(value.items())) if name == "args" else value)
 
     # -- canonical form ------------------------------------------------------
     def canonical(self) -> dict:

@@ -26,7 +26,11 @@ CLAIM_COLUMNS = ["claim_id", "claim", "source", "verdict", "evidence", "notebook
 
 def output_root(profile: str) -> Path:
     """Committed results are the cpu profile's; other profiles write under build/<profile>/."""
+    from .dry_run import active
+
     root = repo_root()
+    if profile == "paper" and active():
+        return root / "build" / "paper-dry"              # the paper profile's dry run (dry_run.py)
     return root if profile == "cpu" else root / "build" / profile
 
 
@@ -281,6 +285,9 @@ HEADLINES = [   # title, notebook (under notebooks/, its table under results/tab
      ["error_change_pct_points", "compression"], ["adaptive quantization", "uniform 4-bit", "Deep Compression"]),
     ("FLOP, character LM (paper: enwik8, its table not available offline; ours: an SRU on the King James Bible)",
      "flop/01_char_lm", ["test_bpc", "hard_sparsity", "parameters_thousands"], ["dense", "FLOP", "AGP"]),
+    ("FLOP controllability (a reviewer's question; no paper values): the Lagrangian at each target t against "
+     "fixed-coefficient L0, same parents and steps; sparsity of the weight matrices vs their dense size",
+     "flop/03_controllability", ["expected_sparsity", "hard_sparsity", "test_bpc"], ["FLOP", "L0"]),
     ("DRL channel pruning, Table 1 at d = 0.5 (paper: M-CifarNet on CIFAR-10; ours: M-FashionNet-S on "
      "Fashion-MNIST, compare changes and ratios)", "drl/01_tradeoff",
      ["test_acc_pct", "acc_change_pct_points", "mac_speedup", "params_ratio"], ["dense", "DRL", "FBS", "FPGM", "uniform L1"]),
@@ -290,7 +297,7 @@ SHORT = {"test_error_pct": "error %", "error_change_pct_points": "error change (
          "error_change_vs_dense_pct_points": "error change vs dense (pts)", "compression": "compression ×",
          "test_bpc": "test BPC", "hard_sparsity": "sparsity", "parameters_thousands": "parameters (k)",
          "test_acc_pct": "accuracy %", "acc_change_pct_points": "accuracy change (pts)", "mac_speedup": "MAC speed-up ×",
-         "params_ratio": "stored params ×"}
+         "params_ratio": "stored params ×", "expected_sparsity": "expected sparsity"}
 
 
 def headline_table() -> str:

@@ -59,7 +59,14 @@ def default_store_dir(profile: str) -> Path:
     if env:
         return Path(env)
     root = repo_root()
+    if profile == "paper" and _dry_run():
+        return root / "build" / "paper-dry" / "runs"      # a dry run never writes into results/
     return root / ("build/smoke/runs" if profile == "smoke" else "results/runs")
+
+
+def _dry_run() -> bool:
+    from .dry_run import active
+    return active()
 
 
 def cache_dir() -> Path:

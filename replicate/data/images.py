@@ -199,6 +199,8 @@ def read_idx(path: str | os.PathLike, *, dataset: str | None = None, verify: boo
     path = Path(path)
     raw = path.read_bytes()
 
+    if verify and _dry_run():
+        verify = False           # the paper profile's dry run reads fabricated files (dry_run.py)
     if verify and dataset == "mnist" and path.name.endswith(".gz"):
         expected = _torchvision_mnist_gz_md5().get(path.name)
         if expected is not None and _md5(raw) != expected:
@@ -416,6 +418,36 @@ def _read_torchvision(name: str, directory: Path, download: bool) -> tuple[np.nd
     """(train images NCHW uint8, train labels, test images, test labels) via
     torchvision's own classes, which check every file's md5 and raise
     RuntimeError when one is missing or does not match."""
+    import torchvision.datasets as tvd
+
+    if _dry_run():    # fabricated files (dry_run.py): torchvision parses them, no published md5 can match
+        with _integrity_unchecked(tvd.CIFAR10 if name == "cifar10" else tvd.SVHN):
+            return _read_torchvision_checked(name, directory, download)
+    return _read_torchvision_checked(name, directory, download)
+
+
+def _dry_run() -> bool:
+    from ..dry_run import active
+    return active()
+
+
+class _integrity_unchecked:
+    """Within the block, a torchvision dataset class accepts any existing file in place of its md5 check
+    (its module's check_integrity, which both the data files' and CIFAR's metadata check call)."""
+
+    def __init__(self, cls):
+        import sys
+        self.module = sys.modules[cls.__module__]
+
+    def __enter__(self):
+        self.saved = self.module.check_integrity
+        self.module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+
+    def __exit__(self, *exc):
+        self.module.check_integrity = self.saved
+
+
+def _read_torchvision_checked(name: str, directory: Path, download: bool):
     import torchvision.datasets as tvd
 
     if name == "cifar10":
