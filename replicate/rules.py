@@ -344,6 +344,24 @@ def flop_vs_agp(cases, margin: float = 0.02, size_tolerance: float = 0.02) -> st
     return combine(out, untested=I)
 
 
+def flop_beats_small_dense(cases, margin: float = 0.02, size_tolerance: float = 0.02) -> str:
+    """flop-beats-small-dense-<corpus>: per (target t, seed), a tuple (t, FLOP's hard sparsity, FLOP's test
+    BPC, the test BPC of the dense model of matched size trained from scratch for the same steps). A case
+    holds when FLOP's BPC is lower by more than `margin`, fails when it is higher by more than `margin`,
+    and is undecided in between; it is untestable when a value is missing or FLOP's hard sparsity is more
+    than `size_tolerance` from t. Supported when every testable case holds, contradicted when every one
+    fails, inconclusive otherwise (undecided cases included) or when none is testable."""
+    out = []
+    for t, hard, flop_bpc, small_bpc in cases:
+        if any(_nan(v) for v in (t, hard, flop_bpc, small_bpc)) or abs(hard - t) > size_tolerance:
+            continue
+        d = small_bpc - flop_bpc
+        out.append("holds" if d > margin else "fails" if d < -margin else "undecided")
+    if not out:
+        return I
+    return S if all(o == "holds" for o in out) else C if all(o == "fails" for o in out) else I
+
+
 def flop_hits_target(cases, tolerance: float = 0.02) -> str:
     """flop-hits-target-<corpus>: per (target t, seed), a pair (t, FLOP's expected sparsity s_hat at the
     end of the run; None or nan for a run that failed). A case holds when |s_hat - t| <= `tolerance`; a
@@ -551,6 +569,7 @@ RULES: dict[str, tuple] = {
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
     r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
+    r"flop-beats-small-dense-.+": (flop_beats_small_dense, (S, C, I)),
     r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),
     r"flop-exported-faster-cpu-.+": (flop_exported_faster, (S, C, I)),
     r"drl-learned-vs-uniform-.+": (drl_learned_vs_uniform, (S, C, I)),

@@ -77,6 +77,21 @@ def agp(profile: str, seed: int, sparsity: float) -> RunConfig:
                                 "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})
 
 
+def agp_structured(profile: str, seed: int, target: float) -> RunConfig:
+    """Structured AGP: FLOP's factorization without gates, its components pruned by magnitude (ComponentAGP)."""
+    return flop(profile, seed, target, budget="agp")
+
+
+def l0_columns(profile: str, seed: int, target: float) -> RunConfig:
+    """L0 without factorization: hard-concrete gates on the dense layers' input columns, the Lagrangian budget."""
+    return flop(profile, seed, target, structure="columns")
+
+
+def vocab_of(dense_record) -> int:
+    """The vocabulary size of a char-sru run, from its record (the decoder's bias has one entry per symbol)."""
+    return dense_record["metrics"]["layers"]["out"]["biases"]
+
+
 def parameters(record, dense_total: int) -> int:
     """All parameters a run's model keeps: FLOP's exported model as it is; for a dense or masked model, the
     dense model's count less its zeroed weights (biases and the embedding are never pruned)."""
@@ -134,6 +149,12 @@ def ablation(profile: str, seed: int, label: str) -> RunConfig:
 def sru_weights(width: int, vocab: int, layers: int = 2) -> int:
     """Weights in char-sru's matrices at width d: each SRU layer's W (d x 3d) and the decoder (d x V)."""
     return layers * 3 * width * width + width * vocab
+
+
+def sru_parameters(width: int, vocab: int, layers: int = 2) -> int:
+    """All parameters of char-sru at width d: the embedding (V d), each SRU layer's W (3 d^2) and vectors v, b
+    (4 d), the decoder (d V) and its bias (V)."""
+    return vocab * width + layers * (3 * width * width + 4 * width) + width * vocab + vocab
 
 
 def matched_width(target: float, vocab: int, width: int = 256, layers: int = 2) -> int:
