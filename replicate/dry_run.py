@@ -11,7 +11,9 @@ the hardware would be the first to execute those code paths, hours into a job. W
     quantization's iterations and gradient samples, the pruning interval of gradual magnitude pruning);
   * dataset files are not checksum-verified (they are fabricated, so no published md5 can match); their
     format, counts and shapes are still checked by the real loaders;
-  * runs, weights and outputs go under build/paper-dry/ (never into results/ or the weight cache).
+  * runs, weights and outputs go under build/paper-dry/ (never into results/ or the weight cache), and the
+    published weights a `pretrained` run loads are a file of random values of the right shapes there
+    (TORCH_HOME), since they cannot be downloaded here either.
 
 Nothing else changes: the same study plans, models (at paper scale), methods, notebooks and report code
 run as they would for a real paper-profile run. `fabricate(root)` writes the datasets; `main` fabricates
@@ -162,6 +164,29 @@ def _wikitext103(directory: Path) -> None:
         (directory / name).write_text(line * repeat)
 
 
+def published_weights(torch_home: Path) -> list:
+    """Files in place of the published weights that `pretrained` runs load (methods/pretrained.py: VGG-16's
+    ImageNet weights), where torchvision looks for them ($TORCH_HOME/hub/checkpoints/<the URL's file name>):
+    a state dict of the right keys and shapes with a fresh network's random values (torchvision does not
+    check the file's hash by default). Returns the paths written or found."""
+    import torch
+    import torchvision
+
+    from .methods.pretrained import WEIGHTS
+    out = []
+    for builder, names in WEIGHTS.values():
+        for name in names:
+            enum = torchvision.models.get_model_weights(builder)[name]
+            path = Path(torch_home) / "hub" / "checkpoints" / enum.url.rsplit("/", 1)[-1]
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.manual_seed(0)
+                net = torchvision.models.get_model(builder, weights=None, num_classes=len(enum.meta["categories"]))
+                torch.save(net.state_dict(), path)
+            out.append(path)
+    return out
+
+
 def fabricate(root: Path) -> dict:
     """Write every paper-profile dataset under `root` (the REPLICATE_DATA layout). Returns name -> path."""
     root = Path(root)
@@ -207,11 +232,13 @@ def main(argv=None) -> int:
     base = root / "build" / "paper-dry"
     notebooks = [n for n in _notebooks(a.paths) if not n.name.startswith("_")]
     os.environ.update({ENV: "1", "REPLICATE_PROFILE": "paper", "REPLICATE_DATA": str(base / "data"),
+                       "TORCH_HOME": str(base / "torch"),
                        "REPLICATE_STORE": str(base / "runs"), "REPLICATE_CACHE": str(base / "cache"),
                        "REPLICATE_DOWNLOAD": "0", "REPLICATE_PROGRESS": "0", "REPLICATE_NO_TRAIN": "0"})
     t0 = time.perf_counter()
     print(f"fabricating the paper profile's datasets under {base / 'data'} ...", flush=True)
     fabricate(base / "data")
+    published_weights(base / "torch")
     print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
     km_class = kernel_manager_class(root)
     (root / "build" / "tmp").mkdir(parents=True, exist_ok=True)
