@@ -148,10 +148,12 @@ def row(experiment: str, model: str, dataset: str, profile: str, metric: str, re
 
 
 def _examples(dataset: str) -> str:
-    """What a training subset of `dataset` counts: "tokens" of a token stream, else "images"."""
+    """What a training subset of `dataset` counts: "tokens" of a token stream, "sentences" of a sentence
+    classification set, else "images"."""
     from .data import SPECS   # imported here: the data package brings torch
     spec = SPECS.get(dataset)
-    return "tokens" if spec is not None and spec.task == "language_model" else "images"
+    task = spec.task if spec is not None else None
+    return {"language_model": "tokens", "sequence_classification": "sentences"}.get(task, "images")
 
 
 def table(rows) -> pd.DataFrame:

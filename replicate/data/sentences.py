@@ -16,6 +16,12 @@ WordPiece vocabulary), so the examples stay strings here.
     a split by book would. **It is not GLUE**: a stand-in with real text that runs
     offline, chosen so that a small encoder is far from both chance and perfection.
 
+``kjv_testament_sample`` (smoke profile)
+    The same task on text shipped with the package: the 515 verses of ``kjv_genesis.txt``
+    (Genesis 1:1 to 21:1, label 0) and the first 515 verses of Matthew in ``kjv_matthew.txt``
+    (Matthew 1:1 to 15:26, label 1), both md5-checked, split by the same rule (the md5 of the
+    verse's file and line number).
+
 GLUE (paper profile): ``sst2``, ``cola``, ``mrpc``, ``qqp``, ``stsb``, ``mnli``, ``qnli``, ``rte``, ``wnli``
     The standard TSV files of the GLUE benchmark as its download script lays them
     out, ``$REPLICATE_DATA/glue/<TASK>/train.tsv`` and ``dev.tsv`` (MNLI:
@@ -38,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataCorrupt, DataNotFound, check_choice
-from .text import KJV_DUMP_MD5, KJV_INSTALL, _read_dump
+from .text import KJV_DUMP_MD5, KJV_INSTALL, KJV_SAMPLE, KJV_SAMPLE_MD5, _read_dump
 
 # The books of the New Testament as the `bible` program abbreviates them (Matthew to Revelation).
 NEW_TESTAMENT = ("Mat", "Mark", "Luke", "John", "Acts", "Rom", "1Cor", "2Cor", "Gal", "Eph", "Phi", "Col", "1Th",
@@ -108,11 +114,9 @@ def testament_set(dump: str, source: str, name: str = "kjv_testament") -> Senten
     old = sorted((v for v in verses if v[2] == 0), key=lambda v: _md5(v[0]))[:len(new)]
     if not new or len(old) < len(new):
         raise DataCorrupt(f"the dump has {len(new)} New and {len(old)} Old Testament verses; cannot balance them")
-    splits = {"train": [], "dev": [], "test": []}
-    for ref, text, label in sorted(old + new, key=lambda v: _md5("split:" + v[0])):
-        bucket = int(_md5("split:" + ref)[:8], 16) % 20
-        splits["test" if bucket == 0 else "dev" if bucket == 1 else "train"].append(Example(text, label))
-    return SentenceSet(name, tuple(splits["train"]), tuple(splits["dev"]), tuple(splits["test"]), ("old", "new"), source)
+    splits = _split(old + new, key=lambda v: v[0])
+    return SentenceSet(name, *(tuple(Example(t, y) for _, t, y in splits[k]) for k in ("train", "dev", "test")),
+                       ("old", "new"), source)
 
 
 def load_kjv_testament(root=None) -> SentenceSet:
@@ -126,6 +130,33 @@ def load_kjv_testament(root=None) -> SentenceSet:
     if n != 2 * KJV_NEW_VERSES:
         raise DataCorrupt(f"kjv_testament has {n} verses, expected {2 * KJV_NEW_VERSES}")
     return ds
+
+
+KJV_MATTHEW_SAMPLE = Path(__file__).with_name("kjv_matthew.txt")
+KJV_MATTHEW_SAMPLE_MD5 = "820637880fb17ffb1086ae5d6108dd36"   # 60,385 bytes, 515 verses, prefixes stripped
+
+
+def _split(items, key):
+    """Fixed split by the md5 of each item's key: one twentieth test, one twentieth dev, the rest train."""
+    splits = {"train": [], "dev": [], "test": []}
+    for item in sorted(items, key=lambda it: _md5("split:" + key(it))):
+        bucket = int(_md5("split:" + key(item))[:8], 16) % 20
+        splits["test" if bucket == 0 else "dev" if bucket == 1 else "train"].append(item)
+    return splits
+
+
+def load_kjv_testament_sample() -> SentenceSet:
+    """The shipped Genesis (Old) and Matthew (New) samples as a testament set (see the module docstring)."""
+    verses = []
+    for path, md5, label in ((KJV_SAMPLE, KJV_SAMPLE_MD5, 0), (KJV_MATTHEW_SAMPLE, KJV_MATTHEW_SAMPLE_MD5, 1)):
+        raw = path.read_bytes()
+        if hashlib.md5(raw).hexdigest() != md5:
+            raise DataCorrupt(f"the shipped sample {path.name} has md5 {hashlib.md5(raw).hexdigest()}, expected {md5}: "
+                              "restore it from the repository")
+        verses += [(f"{path.name}:{i}", line, label) for i, line in enumerate(raw.decode("utf-8").splitlines(), 1)]
+    splits = _split(verses, key=lambda v: v[0])
+    return SentenceSet("kjv_testament_sample", *(tuple(Example(t, y) for _, t, y in splits[k]) for k in ("train", "dev", "test")),
+                       ("old", "new"), "package:kjv_genesis.txt+kjv_matthew.txt")
 
 
 # GLUE: folder, whether the file has a header, then (text_a, text_b, label) as header names or, without a
@@ -212,3 +243,76 @@ def load_glue(task: str, root=None) -> SentenceSet:
     return SentenceSet(f"glue_{task}", tuple(train), (), tuple(test), GLUE[task][3], f"file:glue/{GLUE[task][0]}",
                        skipped={"train": bad_train, "test": bad_test})
 
+
+
+@dataclass(frozen=True, repr=False)
+class TokenSet:
+    """A sentence set tokenised for one encoder: (N, L) int64 token ids padded with `pad_id`, int64 labels."""
+
+    name: str
+    x_train: object          # torch.Tensor int64 (N, L)
+    y_train: object          # torch.Tensor int64 (N,)
+    x_test: object
+    y_test: object
+    num_classes: int
+    source: str
+    pad_id: int = 0
+    vocab_size: int = 0
+
+    task = "sequence_classification"
+
+    def __post_init__(self):
+        import torch
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dtype != torch.int64 or x.dim() != 2 or y.dtype != torch.int64 or len(y) != len(x):
+                raise ValueError(f"x_{split} must be int64 (N, L) token ids with one int64 label each; got "
+                                 f"{x.dtype} {tuple(x.shape)} and {y.dtype} {tuple(y.shape)}")
+
+    n_train = property(lambda self: len(self.y_train))
+    n_test = property(lambda self: len(self.y_test))
+
+    def __repr__(self) -> str:
+        return (f"TokenSet(name={self.name!r}, train={self.n_train}, test={self.n_test}, length={self.x_train.shape[1]}, "
+                f"classes={self.num_classes}, source={self.source!r})")
+
+
+def tokenize(ds: SentenceSet, tokenizer, max_len: int, split_as_test: str = "test") -> TokenSet:
+    """`ds` as token ids of `tokenizer` (a Hugging Face tokenizer: [CLS] text_a [SEP] (text_b [SEP])), cut to
+    `max_len` tokens and padded with its pad id; `split_as_test` names the split that becomes the test set."""
+    import torch
+    if not ds.labels:
+        raise ValueError(f"{ds.name} is a regression task; TokenSet holds class labels")
+
+    def ids(examples):
+        pairs = any(e.text_b is not None for e in examples)
+        enc = tokenizer([e.text_a for e in examples], [e.text_b for e in examples] if pairs else None,
+                        truncation=True, max_length=max_len, padding="max_length")
+        return (torch.tensor(enc["input_ids"], dtype=torch.int64),
+                torch.tensor([e.label for e in examples], dtype=torch.int64))
+
+    x_tr, y_tr = ids(ds.train)
+    x_te, y_te = ids(getattr(ds, split_as_test))
+    return TokenSet(ds.name, x_tr, y_tr, x_te, y_te, len(ds.labels), ds.source, int(tokenizer.pad_token_id),
+                    len(tokenizer))
+
+
+def token_subset(ds: TokenSet, n_train: int | None = None, n_test: int | None = None) -> TokenSet:
+    """The first `n_train` training and `n_test` test examples (the sets are already in a fixed shuffled order)."""
+    for what, n, have in (("n_train", n_train, ds.n_train), ("n_test", n_test, ds.n_test)):
+        if n is not None and not 0 < n <= have:
+            raise ValueError(f"{what}={n} must be between 1 and {have}")
+    tr, te = slice(None, n_train), slice(None, n_test)
+    return TokenSet(ds.name, ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], ds.num_classes, ds.source,
+                    ds.pad_id, ds.vocab_size)
+
+
+TESTAMENT_MAX_LEN = 64     # WordPiece tokens with [CLS] and [SEP]; about 3 % of the verses are longer and cut
+
+
+def load_kjv_testament_tokens(root=None, sample: bool = False) -> TokenSet:
+    """kjv_testament (or its shipped sample) tokenised with the MiniLM's WordPiece vocabulary (BERT-base
+    uncased's), 64 tokens at most."""
+    from ..models.bert import minilm_tokenizer
+    ds = load_kjv_testament_sample() if sample else load_kjv_testament(root)
+    return tokenize(ds, minilm_tokenizer(), TESTAMENT_MAX_LEN)

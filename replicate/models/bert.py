@@ -68,6 +68,7 @@ def _transformers():
     except ImportError:
         raise DataNotFound(f"the transformer stand-in needs the transformers package: `{TRANSFORMERS_INSTALL}`") from None
     transformers.logging.set_verbosity_error()   # the new head's "newly initialized" notice is expected
+    transformers.utils.logging.disable_progress_bar()   # no progress bars in notebook outputs
     return transformers
 
 
@@ -80,6 +81,32 @@ def sequence_classifier(name: str, num_labels: int):
     model = tf.BertForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels, local_files_only=True)
     tokenizer = tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     return model, tokenizer
+
+
+def minilm_tokenizer():
+    """The MiniLM's tokenizer (the WordPiece vocabulary of BERT-base uncased)."""
+    return _transformers().AutoTokenizer.from_pretrained(str(encoder_folder("minilm")), local_files_only=True)
+
+
+def build_minilm(input_shape, num_classes: int):
+    """The model registry's builder: the package's MiniLM with a new head. On the meta device (listing the
+    layers without weights) it is built from the configuration alone."""
+    import torch
+    folder = encoder_folder("minilm")
+    tf = _transformers()
+    if torch.get_default_device().type == "meta":
+        config = tf.BertConfig.from_pretrained(str(folder), num_labels=num_classes, local_files_only=True)
+        return tf.BertForSequenceClassification(config)
+    return tf.BertForSequenceClassification.from_pretrained(str(folder), num_labels=num_classes, local_files_only=True)
+
+
+def encoder_linear_names(layers: int = 6) -> list:
+    """The nn.Linear layers of a BERT encoder's `layers` transformer blocks (attention q, k, v, its output,
+    the feed-forward's two): what FLOP factorizes in the paper's BERT experiments (embeddings, pooler and
+    head are not)."""
+    parts = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense")
+    return [f"bert.encoder.layer.{i}.{p}" for i in range(layers) for p in parts]
 
 
 def encoder_parameters(model) -> int:

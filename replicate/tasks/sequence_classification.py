@@ -21,7 +21,11 @@ class SequenceClassification(Classification):
         self.pad_id = pad_id
 
     def forward(self, model, ids):
-        out = model(input_ids=ids, attention_mask=(ids != self.pad_id).long())
+        # padding columns that no sequence of the batch reaches are cut (masked positions change nothing)
+        real = ids != self.pad_id
+        width = int(real.any(0).nonzero().max()) + 1 if real.any() else ids.shape[1]
+        ids, real = ids[:, :width], real[:, :width]
+        out = model(input_ids=ids, attention_mask=real.long())
         return getattr(out, "logits", out)
 
     def example_input(self, data):
