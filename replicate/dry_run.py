@@ -164,6 +164,39 @@ def _wikitext103(directory: Path) -> None:
         (directory / name).write_text(line * repeat)
 
 
+def _glue(directory: Path, n_train: int = 200, n_dev: int = 40) -> None:
+    """GLUE's SST-2 as its download script lays it out: train.tsv and dev.tsv with a sentence\tlabel header."""
+    d = directory / "SST-2"
+    d.mkdir(parents=True, exist_ok=True)
+    words = ("a fine film", "dull and long", "the best of the year", "not worth it")
+    for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
+        (d / name).write_text("sentence\tlabel\n" + "".join(f"{words[i % 4]} {i}\t{int(i % 4 in (0, 2))}\n"
+                                                             for i in range(n)))
+
+
+def bert_base(directory: Path) -> Path:
+    """A BERT-base folder as save_pretrained writes it (config of bert-base-uncased: 12 layers, hidden 768,
+    vocabulary 30,522) with a fresh network's random weights and a fabricated WordPiece vocabulary of the
+    right size, for REPLICATE_BERT."""
+    directory = Path(directory)
+    if (directory / "model.safetensors").exists():
+        return directory
+    import torch
+    import transformers
+    transformers.utils.logging.disable_progress_bar()
+    directory.mkdir(parents=True, exist_ok=True)
+    special = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = ["a", "fine", "film", "dull", "and", "long", "the", "best", "of", "year", "not", "worth", "it"]
+    vocab = special + words + [f"w{i}" for i in range(30522 - len(special) - len(words))]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                     intermediate_size=3072, max_position_embeddings=512)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(directory)
+    transformers.BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
+    return directory
+
+
 def published_weights(torch_home: Path) -> list:
     """Files in place of the published weights that `pretrained` runs load (methods/pretrained.py: VGG-16's
     ImageNet weights), where torchvision looks for them ($TORCH_HOME/hub/checkpoints/<the URL's file name>):
@@ -192,7 +225,7 @@ def fabricate(root: Path) -> dict:
     root = Path(root)
     made = {"mnist": root / "mnist", "fashion_mnist": root / "fashion_mnist", "cifar10": root / "cifar10",
             "svhn": root / "svhn", "imagenet": root / "imagenet", "enwik8": root / "enwik8",
-            "wikitext103": root / "wikitext-103"}
+            "wikitext103": root / "wikitext-103", "glue": root / "glue"}
     if not (made["mnist"] / "t10k-labels-idx1-ubyte.gz").exists():
         _mnist_style(made["mnist"], 0)
     if not (made["fashion_mnist"] / "t10k-labels-idx1-ubyte.gz").exists():
@@ -206,6 +239,8 @@ def fabricate(root: Path) -> dict:
     _enwik8(made["enwik8"])
     if not (made["wikitext103"] / "wiki.test.tokens").exists():
         _wikitext103(made["wikitext103"])
+    if not (made["glue"] / "SST-2" / "dev.tsv").exists():
+        _glue(made["glue"])
     return made
 
 
@@ -232,13 +267,14 @@ def main(argv=None) -> int:
     base = root / "build" / "paper-dry"
     notebooks = [n for n in _notebooks(a.paths) if not n.name.startswith("_")]
     os.environ.update({ENV: "1", "REPLICATE_PROFILE": "paper", "REPLICATE_DATA": str(base / "data"),
-                       "TORCH_HOME": str(base / "torch"),
+                       "TORCH_HOME": str(base / "torch"), "REPLICATE_BERT": str(base / "bert-base"),
                        "REPLICATE_STORE": str(base / "runs"), "REPLICATE_CACHE": str(base / "cache"),
                        "REPLICATE_DOWNLOAD": "0", "REPLICATE_PROGRESS": "0", "REPLICATE_NO_TRAIN": "0"})
     t0 = time.perf_counter()
     print(f"fabricating the paper profile's datasets under {base / 'data'} ...", flush=True)
     fabricate(base / "data")
     published_weights(base / "torch")
+    bert_base(base / "bert-base")
     print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
     km_class = kernel_manager_class(root)
     (root / "build" / "tmp").mkdir(parents=True, exist_ok=True)

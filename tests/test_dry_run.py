@@ -50,6 +50,7 @@ def test_the_real_loaders_read_the_fabricated_files(dry, tmp_path, monkeypatch):
     dry_run._cifar(tmp_path / "cifar10")
     dry_run._svhn(tmp_path / "svhn")
     dry_run._wikitext103(tmp_path / "wikitext-103")
+    dry_run._glue(tmp_path / "glue")
     monkeypatch.setenv("REPLICATE_DATA", str(tmp_path))
     data._clear_cache()
     try:
@@ -59,6 +60,9 @@ def test_the_real_loaders_read_the_fabricated_files(dry, tmp_path, monkeypatch):
         assert tuple(cifar.x_train.shape[1:]) == (3, 32, 32) and len(cifar.x_train) == 100
         assert tuple(data.load("svhn").x_test.shape[1:]) == (3, 32, 32)
         assert len(data.load("wikitext103").train) > 0
+        from replicate.data import sentences
+        sst2 = sentences.load_glue("sst2")
+        assert (len(sst2.train), len(sst2.test)) == (200, 40) and set(sst2.counts("train").values()) == {100}
     finally:
         data._clear_cache()
 

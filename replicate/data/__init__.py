@@ -63,6 +63,12 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("kjv_testament_sample", "sequence_classification",
                 lambda root, dl: sentences.load_kjv_testament_tokens(sample=True), 929,
                 "Genesis 1-21 vs Matthew 1-15 from the shipped samples, MiniLM WordPiece ids (smoke profile)"),
+    *(DatasetSpec(f"glue_{task}", "sequence_classification",
+                  (lambda t: lambda root, dl: sentences.load_glue_tokens(t, root))(task), size,
+                  f"GLUE {sentences.GLUE[task][0]} from its TSV files in REPLICATE_DATA/glue, BERT-base WordPiece ids "
+                  "(paper profile)")
+      for task, size in (("sst2", 67349), ("cola", 8551), ("mrpc", 3668), ("qqp", 363846), ("mnli", 392702),
+                         ("qnli", 104743), ("rte", 2490), ("wnli", 635))),
     DatasetSpec("kjv_char_sample", "language_model", lambda root, dl: text.load_kjv_sample(), 57528,
                 "its first 515 verses (63,918 characters), shipped with the package: the smoke profile's corpus"),
 )}

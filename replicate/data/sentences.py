@@ -316,3 +316,13 @@ def load_kjv_testament_tokens(root=None, sample: bool = False) -> TokenSet:
     from ..models.bert import minilm_tokenizer
     ds = load_kjv_testament_sample() if sample else load_kjv_testament(root)
     return tokenize(ds, minilm_tokenizer(), TESTAMENT_MAX_LEN)
+
+
+GLUE_MAX_LEN = 128     # BERT's usual fine-tuning length
+
+
+def load_glue_tokens(task: str, root=None, encoder: str = "bert-base") -> TokenSet:
+    """A GLUE classification task tokenised for `encoder` (pairs as [CLS] a [SEP] b [SEP]), 128 tokens at most."""
+    from ..models.bert import tokenizer
+    return tokenize(load_glue(task, root), tokenizer(encoder), GLUE_MAX_LEN)
+

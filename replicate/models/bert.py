@@ -83,16 +83,28 @@ def sequence_classifier(name: str, num_labels: int):
     return model, tokenizer
 
 
+def tokenizer(name: str):
+    """The tokenizer of encoder `name` (MiniLM's is the WordPiece vocabulary of BERT-base uncased)."""
+    return _transformers().AutoTokenizer.from_pretrained(str(encoder_folder(name)), local_files_only=True)
+
+
 def minilm_tokenizer():
-    """The MiniLM's tokenizer (the WordPiece vocabulary of BERT-base uncased)."""
-    return _transformers().AutoTokenizer.from_pretrained(str(encoder_folder("minilm")), local_files_only=True)
+    return tokenizer("minilm")
 
 
 def build_minilm(input_shape, num_classes: int):
-    """The model registry's builder: the package's MiniLM with a new head. On the meta device (listing the
+    return build_encoder("minilm", num_classes)
+
+
+def build_bert_base(input_shape, num_classes: int):
+    return build_encoder("bert-base", num_classes)
+
+
+def build_encoder(name: str, num_classes: int):
+    """The model registry's builder: encoder `name` with a new head. On the meta device (listing the
     layers without weights) it is built from the configuration alone."""
     import torch
-    folder = encoder_folder("minilm")
+    folder = encoder_folder(name)
     tf = _transformers()
     if torch.get_default_device().type == "meta":
         config = tf.BertConfig.from_pretrained(str(folder), num_labels=num_classes, local_files_only=True)
