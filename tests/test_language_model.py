@@ -167,3 +167,41 @@ def test_the_runner_takes_the_task_from_the_dataset():
     assert isinstance(runner.task_for(RunConfig(), ds("sequence_classification", pad_id=3)), tasks.SequenceClassification)
     clf = runner.task_for(RunConfig(augment="crop-flip"), object())
     assert type(clf) is tasks.Classification and clf.augment == "crop-flip"
+
+
+def test_adaptive_embedding_gives_each_cluster_its_width_and_projection():
+    from replicate.models.language import AdaptiveEmbedding
+    torch.manual_seed(0)
+    emb = AdaptiveEmbedding(100, 16, (10, 40), div=4.0)
+    assert [e.embedding_dim for e in emb.embeds] == [16, 4, 1] and [e.num_embeddings for e in emb.embeds] == [10, 30, 60]
+    x = torch.tensor([[0, 9, 10, 39, 40, 99]])
+    out = emb(x)
+    expect = [emb.projs[i](emb.embeds[i](torch.tensor([v - lo])))[0]
+              for v, (i, lo) in zip(x[0].tolist(), [(0, 0), (0, 0), (1, 10), (1, 10), (2, 40), (2, 40)])]
+    assert torch.allclose(out[0], torch.stack(expect))
+    out.sum().backward()
+    assert all(p.grad is not None for p in emb.parameters())
+    with pytest.raises(ValueError, match="cutoffs must increase strictly"):
+        AdaptiveEmbedding(100, 16, (40, 10))
+
+
+def test_word_sru_returns_normalised_log_probabilities_and_factorizes():
+    from replicate.methods.flop_gates import export_model, factorize, factorized_layers
+    from replicate.models.language import WordSRU
+    torch.manual_seed(0)
+    m = WordSRU(50, d=16, layers=2, cutoffs=(10, 30))
+    x = torch.randint(0, 50, (2, 7))
+    logp, hidden = m(x)
+    assert logp.shape == (2, 7, 50) and len(hidden) == 2
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 7), atol=1e-5)
+    small = WordSRU(5, d=8, cutoffs=(2000, 6000))        # cutoffs beyond a small vocabulary are dropped
+    assert small.out is None and small(torch.randint(0, 5, (1, 3)))[0].shape == (1, 3, 5)
+    factorize(m)
+    names = set(factorized_layers(m))
+    assert {"embed.projs.0", "embed.projs.1", "embed.projs.2", "rnn.0.w", "rnn.1.w"} <= names
+    m.eval()
+    with torch.no_grad():
+        for layer in factorized_layers(m).values():
+            layer.gates.log_alpha.normal_(0.0, 3.0)
+    masked = m(x)[0]
+    assert torch.allclose(export_model(m)(x)[0], masked, atol=1e-5)

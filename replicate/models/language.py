@@ -100,3 +100,60 @@ class CharSRU(nn.Module):
             h, c = layer(h, c)
             states.append(c)
         return self.out(h), tuple(states)
+
+
+class AdaptiveEmbedding(nn.Module):
+    """Adaptive input embeddings (Baevski & Auli 2019), the word models' embedding in the FLOP paper: the
+    vocabulary, sorted by frequency, is cut at `cutoffs` into clusters; cluster i embeds its words in
+    d / div**i dimensions and projects them up to d with its own nn.Linear (`projs.<i>`, no bias), so rare
+    words cost fewer parameters. FLOP factorizes and gates the projections: the kept rank of `projs.<i>` is
+    the width cluster i keeps. forward(ids (...)) -> (..., d)."""
+
+    def __init__(self, vocab: int, d: int, cutoffs, div: float = 4.0):
+        super().__init__()
+        bounds = (0, *cutoffs, vocab)
+        if any(b >= c for b, c in zip(bounds, bounds[1:])):
+            raise ValueError(f"cutoffs must increase strictly between 0 and the vocabulary size {vocab}; got {list(cutoffs)}")
+        self.bounds, self.d = bounds, d
+        dims = [max(1, int(d // div ** i)) for i in range(len(bounds) - 1)]
+        self.embeds = nn.ModuleList(nn.Embedding(hi - lo, k) for lo, hi, k in zip(bounds, bounds[1:], dims))
+        self.projs = nn.ModuleList(nn.Linear(k, d, bias=False) for k in dims)
+
+    def forward(self, x):
+        out = torch.zeros(*x.shape, self.d, device=x.device, dtype=self.embeds[0].weight.dtype)
+        for lo, hi, embed, proj in zip(self.bounds, self.bounds[1:], self.embeds, self.projs):
+            sel = (x >= lo) & (x < hi)
+            if sel.any():
+                out[sel] = proj(embed(x[sel] - lo))
+        return out
+
+
+WORD_CUTOFFS = (2000, 6000)   # kjv_word (12,658 words): the head cluster covers 94 % of the training tokens
+
+
+class WordSRU(nn.Module):
+    """A word-level SRU language model with an adaptive embedding and an adaptive softmax (PyTorch's
+    nn.AdaptiveLogSoftmaxWithLoss, same cutoffs, div 4): the FLOP paper's WikiText-103 model, small.
+    Cutoffs at or above the vocabulary are dropped (small vocabularies in tests and the smoke profile).
+    forward(tokens (B, T), hidden) -> (log-probabilities (B, T, V), hidden): cross-entropy on them is the
+    negative log-likelihood, since they are already normalised."""
+
+    def __init__(self, vocab: int, d: int = 256, layers: int = 2, cutoffs=WORD_CUTOFFS, div: float = 4.0):
+        super().__init__()
+        cutoffs = [c for c in cutoffs if 0 < c < vocab - 1]
+        self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div)
+        self.rnn = nn.ModuleList(SRULayer(d) for _ in range(layers))
+        self.out = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=div) if cutoffs else None
+        self.full = nn.Linear(d, vocab) if not cutoffs else None
+
+    def forward(self, x, hidden=None):
+        h = self.embed(x)
+        hidden = hidden or (None,) * len(self.rnn)
+        states = []
+        for layer, c in zip(self.rnn, hidden):
+            h, c = layer(h, c)
+            states.append(c)
+        if self.out is None:
+            return torch.log_softmax(self.full(h), -1), tuple(states)
+        b, t, d = h.shape
+        return self.out.log_prob(h.reshape(b * t, d)).view(b, t, -1), tuple(states)
