@@ -53,7 +53,9 @@ def macs_per_layer(model: nn.Module, input_shape=None, example: torch.Tensor | N
                 per_out = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
                 macs[name] = macs.get(name, 0) + out[0].numel() * per_out
             else:
-                rows = inp[0][0].numel() // m.in_features   # 1, or the steps of a sequence
+                # 1 row, or the steps of a sequence; a layer with no inputs (an exported factorization that
+                # kept no component) costs nothing
+                rows = inp[0][0].numel() // m.in_features if m.in_features else 0
                 macs[name] = macs.get(name, 0) + rows * m.in_features * m.out_features
         return fn
 

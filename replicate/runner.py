@@ -10,12 +10,14 @@ training anything it depended on.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import socket
 import subprocess
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -74,6 +76,7 @@ class Context:
 
     def __init__(self, cfg: RunConfig, ds, device, store: Store):
         self.cfg, self.data, self.device, self.store = cfg, ds, device, store
+        self.parent_note = None
         self.task = task_for(cfg, ds)
 
     @property
@@ -87,8 +90,13 @@ class Context:
         return m.to(self.device)
 
     def parent_model(self):
-        """The parent run's trained model (trained now if its weights are not cached)."""
-        model, _ = load_model(self.cfg.parent, store=self.store)
+        """The parent run's trained model (trained now if its weights are not cached). When those weights
+        had to be recomputed and do not reproduce the parent's record (another CPU or torch build), the
+        run's provenance says so (`parent_weights`), with both values of the parent's headline metric."""
+        model, record = load_model(self.cfg.parent, store=self.store)
+        if record is not None and record.get("weights") == RECOMPUTED:
+            self.parent_note = {"key": record["key"], "metric": record["weights_metric"],
+                                "record": record["weights_stored"], "weights": record["metrics"][record["weights_metric"]]}
         return model.to(self.device)
 
     def fit(self, model, epochs: int | None = None, stream: int = 0, **overrides) -> list:
@@ -225,6 +233,14 @@ def _run(cfg: RunConfig, *, fresh, store, want_model):
         model = get_method(cfg.method).load_weights(models.build(cfg.model, ds_shape, classes),
                                                     torch.load(wpath, map_location="cpu", weights_only=True))
         return model.to(device), record
+    again = _recomputed(cfg, record, wpath) if have and want_model and record["status"] == "ok" else None
+    if again is not None:
+        _warn_recomputed(cfg, again)
+        ds_shape, classes = _shape_of(cfg)
+        model = get_method(cfg.method).load_weights(models.build(cfg.model, ds_shape, classes),
+                                                    torch.load(_recomputed_paths(wpath)[0], map_location="cpu",
+                                                               weights_only=True))
+        return model.to(device), again
     if have and record["status"] != "ok":
         raise RuntimeError(f"run {cfg.label} ({cfg.key}) failed earlier: {record.get('error')}; "
                            "it has no model to continue from")
@@ -271,6 +287,8 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
     m.update(result.extra)
     new = {"config": cfg.to_dict(), "status": "ok", "history": result.history, "metrics": m,
            "provenance": _provenance(device, threads, start, wall, ds)}
+    if ctx.parent_note is not None:
+        new["provenance"]["parent_weights"] = ctx.parent_note
     if have and record["status"] == "ok" and want_model:
         # Re-ran only to get weights back: keep the stored record when the weights
         # reproduce it; otherwise hand back what these weights measure, marked, so
@@ -278,12 +296,18 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
         k = f"test_{task.metric}"
         new = record
         if abs(record["metrics"][k] - m[k]) > 1e-9:
-            warnings.warn(f"re-running {cfg.label} to recover its weights gave {k} "
-                          f"{m[k]:.4f}, the stored record says {record['metrics'][k]:.4f}; "
-                          "the model returned is the re-run's", stacklevel=2)
-            new = {**record, "metrics": m, "history": result.history, "weights": "recomputed, differs from record",
-                   "provenance": _provenance(device, threads, start, wall, ds)}
-            return model, new      # not cached: the cache holds only weights that match their record
+            new = {**record, "metrics": m, "history": result.history, "weights": RECOMPUTED, "weights_metric": k,
+                   "weights_stored": record["metrics"][k], "provenance": _provenance(device, threads, start, wall, ds)}
+            _warn_recomputed(cfg, new)
+            # not in the run's cache slot, which holds only weights that match their record: kept beside it
+            # with the metrics they give, so that the next run needing them on this machine does not retrain
+            wfile, side = _recomputed_paths(wpath)
+            wfile.parent.mkdir(parents=True, exist_ok=True)
+            tmp = wfile.with_suffix(".tmp")
+            torch.save({k_: v.detach().cpu() for k_, v in model.state_dict().items()}, tmp)
+            os.replace(tmp, wfile)
+            side.write_text(json.dumps({**new, "record_checksum": record.get("checksum")}, default=str))
+            return model, new
     else:
         store.put(new)
         new = store.get(cfg)
@@ -292,6 +316,39 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     os.replace(tmp, wpath)
     return (model, new) if want_model else (new, None)
+
+
+RECOMPUTED = "recomputed, differs from record"
+
+
+def _recomputed_paths(wpath: Path) -> tuple:
+    """Where recomputed weights that do not reproduce their record are kept: beside the run's cache slot."""
+    return wpath.with_name(wpath.stem + ".recomputed.pt"), wpath.with_name(wpath.stem + ".recomputed.json")
+
+
+def _recomputed(cfg: RunConfig, record: dict, wpath: Path):
+    """The marked record of earlier recomputed weights of this run, if they were made from this very record
+    on this machine's torch build and the record's thread count; else None (they are recomputed again)."""
+    wfile, side = _recomputed_paths(wpath)
+    if not (wfile.exists() and side.exists()):
+        return None
+    try:
+        saved = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    prov = saved.get("provenance", {})
+    same = (saved.get("record_checksum") == record.get("checksum") and prov.get("torch_version") == torch.__version__
+            and prov.get("host") == socket.gethostname() and prov.get("threads") == record["provenance"].get("threads"))
+    if not same:
+        return None
+    saved.pop("record_checksum", None)
+    return saved
+
+
+def _warn_recomputed(cfg: RunConfig, again: dict) -> None:
+    k = again["weights_metric"]
+    warnings.warn(f"re-running {cfg.label} to recover its weights gave {k} {again['metrics'][k]:.4f}, the stored "
+                  f"record says {again['weights_stored']:.4f}; the model returned is the re-run's", stacklevel=3)
 
 
 def _shape_of(cfg: RunConfig):

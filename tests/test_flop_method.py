@@ -356,3 +356,20 @@ def test_small_dense_baseline_matches_the_kept_size():
     cfg.validate()
     with pytest.raises(ConfigError, match="char-sru-d<width>"):
         RunConfig(model="char-sru-d", dataset="kjv_char").validate()
+
+
+def test_an_exported_layer_that_kept_no_component_is_counted_not_divided_by():
+    from replicate import metrics
+    torch.manual_seed(0)
+    m = CharSRU(12, 16, 2)
+    factorize(m)
+    layers = factorized_layers(m)
+    for layer in layers.values():
+        layer.use_gates = False
+    layers["rnn.0.w"].keep.zero_()                 # structured AGP at a high target can empty a layer
+    m.eval()
+    exported = export_model(m)
+    x = torch.randint(0, 12, (1, 8))
+    assert torch.allclose(exported(x)[0], m(x)[0], atol=1e-5)
+    s = metrics.summarize(exported, example=x)
+    assert s["layers"]["rnn.0.w.q"]["weights"] == 0 and s["nonzero"] > 0

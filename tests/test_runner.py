@@ -269,3 +269,31 @@ def test_evaluation_does_not_depend_on_its_chunk_size(model_name):
             got = evaluate(model, x, y, batch_size=bs)
             assert got["acc"] == ref["acc"]
             assert abs(got["loss"] - ref["loss"]) <= 1e-6 * max(1.0, abs(ref["loss"]))
+
+
+def test_recomputed_weights_are_reused_and_named_in_the_childs_provenance(monkeypatch):
+    """Weights recomputed on another machine that do not reproduce their record are kept apart from the
+    cache slot, reused by the next run that needs them (no second retraining), and every child trained
+    from them says so in its provenance."""
+    parent = RunConfig(**SMALL)
+    replicate.run(parent)
+    store = Store.for_profile(parent.profile)
+    store.weights_path(parent).unlink()
+    rec = store.get(parent)
+    rec["metrics"]["test_acc"] -= 0.01                 # as if the record came from another machine's weights
+    store.put({k: v for k, v in rec.items() if k not in ("key", "checksum", "schema")})
+    child = parent.replace(method="magnitude", parent=parent, epochs=1, args={"schedule": "oneshot", "compression": 4})
+    with pytest.warns(UserWarning, match="the model returned is the re-run's"):
+        first = replicate.run(child)
+    note = first["provenance"]["parent_weights"]
+    assert note["key"] == parent.key and note["metric"] == "test_acc"
+    assert note["weights"] == pytest.approx(note["record"] + 0.01)
+    assert not store.weights_path(parent).exists()      # the cache slot still holds only matching weights
+    calls = []
+    real_fit = runner.train.fit
+    monkeypatch.setattr(runner.train, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    other = child.replace(args={"compression": 8})
+    with pytest.warns(UserWarning, match="the model returned is the re-run's"):
+        second = replicate.run(other)
+    assert second["provenance"]["parent_weights"] == note
+    assert len(calls) == 1                               # the child trained; the parent was not retrained
