@@ -168,6 +168,9 @@ def test_structured_agp_masks_the_weakest_components_to_the_target():
     biggest = max(layer.in_features + layer.out_features for layer in layers.values())
     size = sum(layer.dense_parameters() for layer in layers.values())
     assert 0.5 <= hist[-1]["hard_sparsity"] <= 0.5 + biggest / size          # to the target, one component over at most
+    for layer in layers.values():                                             # every layer to the same sparsity
+        own = 1 - layer.kept_parameters() / layer.dense_parameters()
+        assert 0.5 <= own <= 0.5 + (layer.in_features + layer.out_features) / layer.dense_parameters()
     assert hist[-1]["target"] == 0.5 and cb.trace and cb.trace[-1]["lambda1"] == 0.0
     assert all(not layer.use_gates for layer in layers.values())
     # no gate moved (they are not trained), and in each layer the masked components were the weaker ones

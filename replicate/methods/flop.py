@@ -72,7 +72,7 @@ from ..train import Callback, seed_everything
 from .args import ARGS
 from .base import Method, Result, register
 from .flop_gates import (EVAL_RULES, INITS, SAMPLINGS, SPARSITY_LABELS, SPARSITY_TOTALS, STRUCTURES, LagrangianBudget,
-                         ColumnSelect, _layers_and_total, _linear,
+                         ColumnSelect, _linear,
                          expected_sparsity, export_model, factorize, factorized_layers, flop_parameters, hard_sparsity)
 
 TRACE_POINTS = 100   # about this many (step, t, s_hat, ...) points per run, evenly spaced
@@ -109,10 +109,12 @@ AGP_END = 0.75      # structured AGP prunes over the first 75 % of the steps (as
 
 class ComponentAGP(Callback):
     """Structured gradual magnitude pruning of a factorized model (the paper's "AGP on the factorization's
-    diagonal"): no gates; after every step in the first AGP_END of the run the components with the smallest
-    ||P[:, k]|| ||Q[k, :]|| across all factorized layers are masked until the kept weights are at most
-    (1 - s_k) of the total, s_k = t (1 - (1 - k / n)^3) (Zhu & Gupta's cubic schedule). A masked
-    component stays masked. Exposes the same status and trace as LagrangianPruning."""
+    diagonal"): no gates; after every step in the first AGP_END of the run, in each factorized layer, the
+    components with the smallest ||P[:, k]|| ||Q[k, :]|| are masked until the layer keeps at most (1 - s_k)
+    of its own size, s_k = t (1 - (1 - k / n)^3) (Zhu & Gupta's cubic schedule). Every layer gets the same
+    sparsity, as Distiller's pruner (the official AGP scripts) gives each masked parameter its own level;
+    one ranking across layers instead emptied the character model's decoder, whose singular values are
+    the smallest. A masked component stays masked. Exposes the same status and trace as LagrangianPruning."""
 
     def __init__(self, target: float, total: str):
         self.target, self.total = target, total
@@ -133,16 +135,16 @@ class ComponentAGP(Callback):
     @torch.no_grad()
     def after_step(self, state):
         if state.step <= self.end:
-            _, size = _layers_and_total(state.model, self.total)
-            allowed = (1 - self.target_at(state.step)) * size
-            kept = sum(layer.kept_parameters() for layer in self.layers)
-            if kept > allowed:
-                cand = [(float(n), i, k) for i, layer in enumerate(self.layers)
-                        for k, n in enumerate(layer.component_norms()) if layer.keep[k] > 0]
-                for _, i, k in sorted(cand):
+            level = 1 - self.target_at(state.step)
+            for layer in self.layers:
+                size = layer.dense_parameters() if self.total == "dense" else layer.factorized_parameters()
+                allowed, kept = level * size, layer.kept_parameters()
+                if kept <= allowed:
+                    continue
+                norms = layer.component_norms()
+                for k in sorted((k for k in range(len(norms)) if layer.keep[k] > 0), key=lambda k: float(norms[k])):
                     if kept <= allowed:
                         break
-                    layer = self.layers[i]
                     layer.keep[k] = 0.0
                     kept -= layer.in_features + layer.out_features
         self.s_hat = hard_sparsity(state.model, self.total)
