@@ -80,6 +80,16 @@ class SRULayer(nn.Module):
         return x + r * (cs[:, 1:] - x), c             # r c + (1 - r) x
 
 
+def recur(layers, h, hidden=None):
+    """`h` through a stack of recurrent layers, each with its carried state (None: zeros); (output, states)."""
+    hidden = hidden or (None,) * len(layers)
+    states = []
+    for layer, c in zip(layers, hidden):
+        h, c = layer(h, c)
+        states.append(c)
+    return h, tuple(states)
+
+
 class CharSRU(nn.Module):
     """A character-level SRU language model: embedding (width d) -> `layers` SRU layers of width d -> a linear
     decoder over the vocabulary. Its weight matrices are nn.Linear layers (`rnn.<i>.w`, `out`), each applied
@@ -93,13 +103,8 @@ class CharSRU(nn.Module):
         self.out = nn.Linear(d, vocab)
 
     def forward(self, x, hidden=None):
-        h = self.embed(x)
-        hidden = hidden or (None,) * len(self.rnn)
-        states = []
-        for layer, c in zip(self.rnn, hidden):
-            h, c = layer(h, c)
-            states.append(c)
-        return self.out(h), tuple(states)
+        h, states = recur(self.rnn, self.embed(x), hidden)
+        return self.out(h), states
 
 
 class AdaptiveEmbedding(nn.Module):
@@ -147,13 +152,8 @@ class WordSRU(nn.Module):
         self.full = nn.Linear(d, vocab) if not cutoffs else None
 
     def forward(self, x, hidden=None):
-        h = self.embed(x)
-        hidden = hidden or (None,) * len(self.rnn)
-        states = []
-        for layer, c in zip(self.rnn, hidden):
-            h, c = layer(h, c)
-            states.append(c)
+        h, states = recur(self.rnn, self.embed(x), hidden)
         if self.out is None:
-            return torch.log_softmax(self.full(h), -1), tuple(states)
+            return torch.log_softmax(self.full(h), -1), states
         b, t, d = h.shape
-        return self.out.log_prob(h.reshape(b * t, d)).view(b, t, -1), tuple(states)
+        return self.out.log_prob(h.reshape(b * t, d)).view(b, t, -1), states
