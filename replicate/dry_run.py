@@ -40,7 +40,7 @@ METHOD_CAPS = {
     "adaptive_quant": {"max_iters": 2, "grad_samples": 64},
     "magnitude": {"prune_every": 1},
 }
-LANGUAGE = ("kjv_char", "kjv_word", "enwik8", "wikitext103", "kjv_char_sample")
+LANGUAGE = ("kjv_char", "kjv_word", "enwik8", "wikitext103", "kjv_char_sample", "kjv_word_sample")
 
 
 def active() -> bool:

@@ -205,3 +205,40 @@ def test_word_sru_returns_normalised_log_probabilities_and_factorizes():
             layer.gates.log_alpha.normal_(0.0, 3.0)
     masked = m(x)[0]
     assert torch.allclose(export_model(m)(x)[0], masked, atol=1e-5)
+
+
+def test_word_sru_target_log_prob_matches_the_full_distribution_and_the_task_uses_it():
+    import torch.nn.functional as F
+    from replicate.models.language import WordSRU, word_cutoffs
+    from replicate.tasks.language_model import LanguageModel
+    torch.manual_seed(0)
+    for cutoffs in ((10, 30), ()):                    # adaptive softmax, and the plain softmax of a tiny vocabulary
+        m = WordSRU(50, d=16, layers=2, cutoffs=cutoffs)
+        x, y = torch.randint(0, 50, (3, 6)), torch.randint(0, 50, (3, 6))
+        full, h_full = m(x)
+        logp, h = m.target_log_prob(x, y)
+        assert torch.allclose(logp, full.reshape(-1, 50).gather(1, y.reshape(-1, 1))[:, 0], atol=1e-5)
+        assert all(torch.allclose(a, b) for a, b in zip(h, h_full))
+        task = LanguageModel(bptt=4, unit="word")
+        loss, _ = task.loss(m, x, y)
+        assert torch.allclose(loss, F.cross_entropy(full.reshape(-1, 50), y.reshape(-1)), atol=1e-5)
+        stream = torch.randint(0, 50, (200,))
+        class Plain(torch.nn.Module):                 # the same model seen only through forward
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x, hidden=None):
+                return self.inner(x, hidden)
+        assert abs(task.evaluate(m, stream)["loss"] - task.evaluate(Plain(m), stream)["loss"]) < 1e-5
+    assert word_cutoffs(12658) == (2000, 6000) and word_cutoffs(20000) == (2000, 6000)
+    assert word_cutoffs(1330) == (210, 630)           # the smoke sample keeps three clusters at the same fractions
+
+
+def test_kjv_word_sample_is_shipped_and_split_like_kjv_word():
+    from replicate.data import text
+    ds = data.load("kjv_word_sample")
+    assert ds.unit == "word" and ds.vocab[0] == "<unk>" and len(ds.train) > 10 * len(ds.test) > 0
+    assert ds.name == "kjv_word_sample" and ds.source.startswith("package:")
+    with pytest.raises(ValueError, match="valid: char, word"):
+        text.load_kjv_sample(unit="byte")

@@ -71,6 +71,8 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (
                          ("qnli", 104743), ("rte", 2490), ("wnli", 635))),
     DatasetSpec("kjv_char_sample", "language_model", lambda root, dl: text.load_kjv_sample(), 57528,
                 "its first 515 verses (63,918 characters), shipped with the package: the smoke profile's corpus"),
+    DatasetSpec("kjv_word_sample", "language_model", lambda root, dl: text.load_kjv_sample(unit="word"), 13479,
+                "the same shipped verses as words (vocabulary of 1,330 built on train): the smoke word corpus"),
 )}
 DATASETS = tuple(SPECS)
 

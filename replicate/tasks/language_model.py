@@ -6,7 +6,10 @@ by one. The model's hidden state is carried from one window to the next and
 detached (truncated backpropagation through time), and reset at the start of
 every epoch; the data order is fixed, so the seed only decides initialisation.
 Evaluation runs the same way over a whole held-out stream (10 rows). A model
-takes (tokens (B, T), hidden or None) and returns (logits (B, T, V), hidden).
+takes (tokens (B, T), hidden or None) and returns (logits (B, T, V), hidden);
+a model that also has `target_log_prob(tokens, targets, hidden)` (the word
+models' adaptive softmax) is trained and evaluated through it, which scores
+only the targets and gives the same loss.
 
 Metrics: the mean cross-entropy per token in nats ("loss"), and bits per
 character ("bpc" = loss / ln 2) for character streams or perplexity ("ppl" =
@@ -70,6 +73,10 @@ class LanguageModel(Task):
             yield data[:, i:i + t], data[:, i + 1:i + 1 + t], data.shape[0] * t
 
     def loss(self, model, inputs, targets):
+        if hasattr(model, "target_log_prob"):       # word models with an adaptive softmax: no full distribution
+            logp, hidden = model.target_log_prob(inputs, targets, self.hidden)
+            self.hidden = detach(hidden)
+            return -logp.mean(), logp
         out, hidden = model(inputs, self.hidden)
         self.hidden = detach(hidden)
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1)), out
@@ -83,9 +90,13 @@ class LanguageModel(Task):
         hidden, nats, count = None, 0.0, 0
         for i in range(0, data.shape[1] - 1, self.bptt):
             t = min(self.bptt, data.shape[1] - 1 - i)
-            out, hidden = model(data[:, i:i + t], hidden)
-            nats += F.cross_entropy(out.reshape(-1, out.shape[-1]), data[:, i + 1:i + 1 + t].reshape(-1),
-                                    reduction="sum").item()
+            if hasattr(model, "target_log_prob"):
+                logp, hidden = model.target_log_prob(data[:, i:i + t], data[:, i + 1:i + 1 + t], hidden)
+                nats -= logp.sum().item()
+            else:
+                out, hidden = model(data[:, i:i + t], hidden)
+                nats += F.cross_entropy(out.reshape(-1, out.shape[-1]), data[:, i + 1:i + 1 + t].reshape(-1),
+                                        reduction="sum").item()
             count += data.shape[0] * t
         model.train(was_training)
         return self._metrics(nats / max(count, 1))
