@@ -45,7 +45,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -234,13 +234,17 @@ def load_kjv(root=None, unit: str = "char") -> TextStream:
     if digest != KJV_DUMP_MD5:
         raise DataCorrupt(f"the King James Bible dump ({source}, {len(raw)} bytes) has md5 {digest}, expected "
                           f"{KJV_DUMP_MD5}: reinstall with `{KJV_INSTALL}`")
-    text = strip_references(raw.decode("utf-8"))
+    return _kjv_stream("kjv", strip_references(raw.decode("utf-8")), source, unit)
+
+
+def _kjv_stream(name: str, text: str, source: str, unit: str) -> TextStream:
+    """`<name>_char` or `<name>_word` (`unit`) of King James text whose references are stripped."""
     if unit == "word":
         train, dev, test = split_text(text)
-        return word_stream("kjv_word", words(train), words(dev), words(test), source)
+        return word_stream(f"{name}_word", words(train), words(dev), words(test), source)
     if unit != "char":
         raise ValueError(f"unknown unit {unit!r}; valid: char, word")
-    return char_stream("kjv_char", text, source)
+    return char_stream(f"{name}_char", text, source)
 
 
 def load_kjv_sample(unit: str = "char") -> TextStream:
@@ -250,13 +254,8 @@ def load_kjv_sample(unit: str = "char") -> TextStream:
     if digest != KJV_SAMPLE_MD5:
         raise DataCorrupt(f"the shipped King James sample {KJV_SAMPLE.name} has md5 {digest}, expected {KJV_SAMPLE_MD5}: "
                           "restore it from the repository")
-    text, source = raw.decode("utf-8"), f"package:{KJV_SAMPLE.name}"
-    if unit == "word":
-        train, dev, test = split_text(text)
-        return word_stream("kjv_word_sample", words(train), words(dev), words(test), source)
-    if unit != "char":
-        raise ValueError(f"unknown unit {unit!r}; valid: char, word")
-    return char_stream("kjv_char_sample", text, source)
+    ds = _kjv_stream("kjv", raw.decode("utf-8"), f"package:{KJV_SAMPLE.name}", unit)
+    return replace(ds, name=f"{ds.name}_sample")
 
 
 def subset(ds: TextStream, n_train: int | None = None, n_test: int | None = None) -> TextStream:

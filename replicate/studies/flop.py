@@ -47,9 +47,10 @@ def plan(profile: str) -> dict:
     return dict(choose(profile, PLANS))
 
 
-def dense(profile: str, seed: int) -> RunConfig:
-    p = plan(profile)
-    return RunConfig(method="dense", model=MODEL, dataset=p["dataset"], seed=seed, profile=profile,
+def dense(profile: str, seed: int, p: dict | None = None, model: str = MODEL) -> RunConfig:
+    """The dense language model of plan `p` (None: the character plan's)."""
+    p = p or plan(profile)
+    return RunConfig(method="dense", model=model, dataset=p["dataset"], seed=seed, profile=profile,
                      epochs=p["dense_epochs"], optimizer=OPTIMIZER, lr=LR, batch_size=p["batch_size"], bptt=p["bptt"],
                      grad_clip=GRAD_CLIP, train_size=p["train_size"], test_size=p["test_size"])
 
@@ -244,10 +245,7 @@ def word_plan(profile: str) -> dict:
 
 
 def word_dense(profile: str, seed: int) -> RunConfig:
-    p = word_plan(profile)
-    return RunConfig(method="dense", model=WORD_MODEL, dataset=p["dataset"], seed=seed, profile=profile,
-                     epochs=p["dense_epochs"], optimizer=OPTIMIZER, lr=LR, batch_size=p["batch_size"], bptt=p["bptt"],
-                     grad_clip=GRAD_CLIP, train_size=p["train_size"], test_size=p["test_size"])
+    return dense(profile, seed, word_plan(profile), WORD_MODEL)
 
 
 def word_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
