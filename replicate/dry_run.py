@@ -6,7 +6,8 @@ the hardware would be the first to execute those code paths, hours into a job. W
 
   * every RunConfig of the paper profile is capped when it is made (`cap`, called by RunConfig itself, so
     the notebooks, the store and the parents all see the same capped configuration): at most EPOCHS epochs,
-    batches of at most BATCH, at most TRAIN / TEST / VAL examples (language models: TOKENS tokens), and each
+    batches of at most BATCH, at most TRAIN / TEST / VAL examples (language models: TOKENS tokens in windows of
+    at most BPTT, so that the paper's 34.5M-parameter SRU takes a few steps, not hundreds), and each
     method's own schedule arguments at most METHOD_CAPS (DRL's iterations and batches, adaptive
     quantization's iterations and gradient samples, the pruning interval of gradual magnitude pruning);
   * dataset files are not checksum-verified (they are fabricated, so no published md5 can match); their
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 ENV = "REPLICATE_DRY_RUN"
-EPOCHS, BATCH, TRAIN, TEST, VAL, TOKENS = 1, 16, 64, 32, 16, 8192
+EPOCHS, BATCH, TRAIN, TEST, VAL, TOKENS, BPTT = 1, 16, 64, 32, 16, 4096, 32
 METHOD_CAPS = {
     "drl_prune": {"iterations": 2, "agent_batches": 2, "cnn_batches": 2, "pretrain_batches": 2, "finetune_epochs": 1},
     "adaptive_quant": {"max_iters": 2, "grad_samples": 64},
@@ -58,6 +59,8 @@ def cap(fields: dict) -> dict:
         return {}
     out = {"epochs": min(fields["epochs"], EPOCHS), "batch_size": min(fields["batch_size"], BATCH)}
     language = fields.get("dataset") in LANGUAGE
+    if language and fields.get("bptt") is not None:
+        out["bptt"] = min(fields["bptt"], BPTT)
     out["train_size"] = _min(fields.get("train_size"), TOKENS if language else TRAIN)
     out["test_size"] = _min(fields.get("test_size"), TOKENS // 2 if language else TEST)
     if fields.get("val_size") is not None:

@@ -33,8 +33,9 @@ def test_paper_configs_and_their_parents_are_capped_and_others_are_not(dry):
                         args={"iterations": 40, "agent_batches": 1560, "cnn_batches": 780, "budget": 0.5})
     assert child.args == {"agent_batches": 2, "budget": 0.5, "cnn_batches": 2, "iterations": 2}
     assert child.parent.epochs == 1 and child.replace(seed=1).args == child.args          # idempotent
-    lm = RunConfig(model="char-sru", dataset="enwik8", profile="paper", epochs=5, val_size=5_000_000)
+    lm = RunConfig(model="char-sru", dataset="enwik8", profile="paper", epochs=5, val_size=5_000_000, bptt=256)
     assert (lm.train_size, lm.test_size, lm.val_size) == (dry_run.TOKENS, dry_run.TOKENS // 2, dry_run.TOKENS // 4)
+    assert lm.bptt == dry_run.BPTT
     cpu = RunConfig(epochs=100, batch_size=256, profile="cpu")
     assert (cpu.epochs, cpu.batch_size) == (100, 256)
 

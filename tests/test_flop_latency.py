@@ -25,6 +25,25 @@ def test_with_ranks_matches_an_exported_model_in_structure_and_size():
     assert built(x)[0].shape == dense(x)[0].shape
 
 
+def test_the_timing_helpers_take_the_paper_layout_with_low_rank_pairs():
+    torch.manual_seed(0)
+    dense = models.build("char-sru-d24-l3-p6", (), 20)       # the paper's projected SRU, small
+    fact = factorize(dense, inplace=False)
+    ranks = {}
+    with torch.no_grad():
+        for name, layer in factorized_layers(fact).items():
+            layer.keep[:2] = 0
+            ranks[name] = layer.kept_rank()
+    assert 0 < ranks["rnn.1.w"] <= 4                         # of the pair's inner width 6
+    built = L.with_ranks(dense, ranks, torch.Generator().manual_seed(1))
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in export_model(fact).state_dict().items()}
+    assert L.matrix_weights(dense.rnn[1].w) == (24 + 72) * 6 and L.matrix_weights(dense.out) == 24 * 20
+    csr = L.csr_copy(dense, 0.5, list(ranks))
+    assert L.csr_nonzero(csr, list(ranks)) == pytest.approx(0.5 * sum(L.matrix_weights(dense.get_submodule(n)) for n in ranks), rel=0.02)
+    x = torch.randint(0, 20, (2, 5))
+    assert csr(x)[0].shape == built(x)[0].shape == (2, 5, 20)
+
+
 def test_with_ranks_rejects_unknown_layers_and_bad_ranks():
     dense = models.build("char-sru-d32", (), 20)
     with pytest.raises(ConfigError, match="not an nn.Linear"):

@@ -12,7 +12,7 @@ import torch
 from replicate import data, models, runner, tasks, train
 from replicate.config import ConfigError, RunConfig
 from replicate.data import text
-from replicate.methods.flop import LagrangianPruning, restore_exported
+from replicate.methods.flop import LagrangianPruning, linear_names, restore_exported
 from replicate.methods.flop_gates import (export_model, factorize, factorized_layers, flop_parameters,
                                           hard_sparsity)
 from replicate.models.language import CharLSTM, CharSRU, SRULayer
@@ -95,6 +95,61 @@ def test_both_character_models_factorize_exactly(make):
             layer.gates.log_alpha.fill_(10.0)        # every gate open: the SVD factors are the dense weights
     m.eval()
     assert torch.allclose(m(x)[0], before, atol=1e-4)
+
+
+def test_sru_layer_with_a_wider_input_takes_the_highway_from_a_fourth_block():
+    torch.manual_seed(0)
+    layer = SRULayer(4, d_in=6, highway_bias=-3.0)
+    assert layer.w.weight.shape == (16, 6) and torch.equal(layer.b[1], torch.full((4,), -3.0))
+    x = torch.randn(2, 5, 6)
+    h, c_last = layer(x)
+    c, ref = torch.zeros(2, 4), []
+    for t in range(5):
+        xt, uf, ur, hw = (x[:, t] @ layer.w.weight.T).chunk(4, -1)
+        f = torch.sigmoid(uf + layer.v[0] * c + layer.b[0])
+        r = torch.sigmoid(ur + layer.v[1] * c + layer.b[1])
+        c = f * c + (1 - f) * xt
+        ref.append(r * c + (1 - r) * hw)
+    assert torch.allclose(h, torch.stack(ref, 1), atol=1e-6) and torch.allclose(c_last, c, atol=1e-6)
+
+
+def test_the_paper_sru_has_the_official_layout_and_size():
+    with torch.device("meta"):
+        m = models.build("char-sru-paper", (), 205)       # enwik8's 205 byte values
+    total = sum(p.numel() for p in m.parameters())
+    assert abs(total - 34.5e6) < 0.1e6                   # the brief's arithmetic from the official defaults
+    assert m.embed.weight.shape == (205, 205) and m.rnn[0].w.weight.shape == (4 * 3056, 205)
+    assert all(layer.w.q.weight.shape == (512, 3056) and layer.w.p.weight.shape == (3 * 3056, 512) for layer in m.rnn[1:])
+    assert len(m.rnn) == 6 and m.out.weight.shape == (205, 3056)
+    assert linear_names("char-sru-paper") == ["rnn.0.w", *(f"rnn.{i}.w" for i in range(1, 6)), "out"]
+    small = models.build("char-sru-d64-l3-p16", (), 20)
+    assert len(small.rnn) == 3 and small.rnn[1].w.q.out_features == 16 and small.drop.p == 0.1
+
+
+def test_flop_gates_a_low_rank_pair_on_its_inner_dimension_and_exports_it():
+    torch.manual_seed(0)
+    m = CharSRU(20, d=24, layers=3, proj=6).eval()
+    x = torch.randint(0, 20, (2, 7))
+    before = m(x)[0]
+    f = factorize(copy.deepcopy(m), eval_rule="louizos_clamp").eval()
+    layers = factorized_layers(f)
+    assert list(layers) == ["rnn.0.w", "rnn.1.w", "rnn.2.w", "out"]
+    pair = layers["rnn.1.w"]
+    assert pair.rank == 6 and pair.dense_parameters() == pair.factorized_parameters() == (24 + 72) * 6
+    assert torch.equal(pair.q, m.rnn[1].w.q.weight) and torch.equal(pair.p, m.rnn[1].w.p.weight)   # the factors as trained
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.gates.log_alpha.fill_(10.0)
+    assert torch.allclose(f(x)[0], before, atol=1e-4)
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.gates.log_alpha.normal_(0.0, 3.0)
+    exported = export_model(f)
+    assert torch.allclose(exported(x)[0], f(x)[0], atol=1e-5)
+    again = restore_exported(CharSRU(20, d=24, layers=3, proj=6), exported.state_dict()).eval()
+    assert torch.allclose(again(x)[0], f(x)[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="rank is fixed"):
+        factorize(copy.deepcopy(m), rank=3)
 
 
 # -- the Lagrangian on a toy ------------------------------------------------------------------------------
@@ -334,11 +389,34 @@ def test_the_study_plans_are_valid_configurations():
                 c.validate()
             assert len({c.key for c in cfgs}) == len(cfgs)
             assert all(c.parent == cfgs[0] for c in cfgs[1:])
-    with pytest.raises(ConfigError, match="unknown profile 'paper'; valid: smoke, cpu"):
-        study.plan("paper")
+    with pytest.raises(ConfigError, match="unknown profile 'huge'; valid: smoke, cpu, paper"):
+        study.plan("huge")
+    assert study.model_of("paper") == "char-sru-paper" and study.model_of("cpu") == "char-sru"
+    for profile in ("smoke", "cpu", "paper"):                  # every notebook's plan has every profile
+        for make in (study.control_plan, study.word_plan, study.encoder_plan):
+            assert make(profile)["seeds"]
+        study.word_dense(profile, 0).validate()
+    assert study.corpus_tag("kjv_char") == study.corpus_tag("kjv_word_sample") == "kjv" and study.corpus_tag("enwik8") == "enwik8"
+    assert study.data_note("enwik8", "enwik8") == "enwik8" and study.data_note("kjv_char", "enwik8") == "kjv_char stands in for enwik8"
     rec = {"metrics": {"weights": 100, "nonzero": 40}}
     assert study.parameters(rec, 1000) == 940
     assert study.parameters({"metrics": {"params_exported_model": 500, "weights": 500, "nonzero": 500}}, 1000) == 500
+
+
+def test_the_paper_small_dense_model_keeps_the_target_share_of_the_paper_sru():
+    from replicate.studies import flop as study
+    full = study.projected_weights(3056, 205, 6, 512)
+    with torch.device("meta"):
+        m = models.build("char-sru-paper", (), 205)
+    assert full == sum(x.numel() for n, x in m.named_parameters() if n.endswith("weight") and not n.startswith("embed"))
+    for t in (0.5, 0.7, 0.9):
+        name = study.small_model("paper", t, 205)
+        d = study.small_width("paper", t, 205)
+        assert name.startswith(f"char-sru-d{d}-l6-p")
+        proj = int(name.rsplit("-p", 1)[1])
+        assert abs(study.projected_weights(d, 205, 6, proj) / full - (1 - t)) < 0.01
+        assert study.model_parameters(name, 205) < study.model_parameters("char-sru-paper", 205)
+    assert study.small_model("cpu", 0.7, 64) == f"char-sru-d{study.matched_width(0.7, 64)}"
 
 
 def test_small_dense_baseline_matches_the_kept_size():

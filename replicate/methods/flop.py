@@ -72,7 +72,7 @@ from ..train import Callback, seed_everything
 from .args import ARGS
 from .base import Method, Result, register
 from .flop_gates import (EVAL_RULES, INITS, SAMPLINGS, SPARSITY_LABELS, SPARSITY_TOTALS, STRUCTURES, LagrangianBudget,
-                         ColumnSelect, _linear,
+                         ColumnSelect, _linear, is_low_rank, selectable,
                          expected_sparsity, export_model, factorize, factorized_layers, flop_parameters, hard_sparsity)
 
 TRACE_POINTS = 100   # about this many (step, t, s_hat, ...) points per run, evenly spaced
@@ -96,7 +96,7 @@ def linear_names(model_name: str):
             model = models.build(model_name, (1, 28, 28), 10)
     except Exception:  # noqa: BLE001 - a builder that needs real data shapes: checked at run time
         return None
-    return [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear)]
+    return list(selectable(model))
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -318,7 +318,7 @@ def restore_exported(model: nn.Module, state: dict) -> nn.Module:
     modules = dict(model.named_modules())
     for key in [k for k in state if k.endswith(".q.weight")]:
         name = key[: -len(".q.weight")]
-        if isinstance(modules.get(name), nn.Linear) and f"{name}.p.weight" in state:
+        if (isinstance(modules.get(name), nn.Linear) or is_low_rank(modules.get(name))) and f"{name}.p.weight" in state:
             owner, _, attr = name.rpartition(".")
             pair = nn.Sequential(OrderedDict(q=_linear(state[key], None),
                                              p=_linear(state[f"{name}.p.weight"], state.get(f"{name}.p.bias"))))

@@ -249,10 +249,31 @@ class FactorizedLinear(nn.Module):
         """||P[:, k]|| ||Q[k, :]|| per component: the singular values right after an SVD init."""
         return self.p.detach().norm(dim=0) * self.q.detach().norm(dim=1)
 
+    @classmethod
+    @torch.no_grad()
+    def from_low_rank(cls, pair: nn.Module, init: str = "svd", **gate_options) -> "FactorizedLinear":
+        """A gated twin of a low-rank pair (a module with `low_rank = True` and nn.Linear children q: d_in -> r,
+        p: r -> d_out, such as models.language.LowRankLinear, the official code's ProjectedLinear): the gates sit
+        on its inner dimension. init "svd" (any trained start): P and Q are the pair's own factors, as trained;
+        "random": fresh ones. Its dense size is its own (d_in + d_out) r: the model has no larger dense form."""
+        check_choice("factorization init", init, INITS)
+        q, p = pair.q, pair.p
+        layer = cls(q.in_features, p.out_features, q.out_features, bias=p.bias is not None,
+                    **gate_options).to(device=q.weight.device, dtype=q.weight.dtype)
+        if init == "svd":
+            layer.q.copy_(q.weight)
+            layer.p.copy_(p.weight)
+        if p.bias is not None:
+            layer.bias.copy_(p.bias)
+        layer.dense_size = layer.factorized_parameters()
+        return layer
+
+    dense_size = None      # set for a layer made from a low-rank pair (its dense form is the pair itself)
+
     # Parameter counts: weight matrices only (the bias is never gated).
     def dense_parameters(self) -> int:
-        """Weights of the dense layer this one stands for: d_in d_out."""
-        return self.in_features * self.out_features
+        """Weights of the dense layer this one stands for: d_in d_out (a low-rank pair's own size)."""
+        return self.dense_size if self.dense_size is not None else self.in_features * self.out_features
 
     def factorized_parameters(self) -> int:
         """Weights of P and Q: (d_in + d_out) r."""
@@ -356,12 +377,27 @@ def factorized_layers(model: nn.Module) -> dict:
     return {n: m for n, m in model.named_modules() if isinstance(m, GATED)}
 
 
+def is_low_rank(module: nn.Module) -> bool:
+    """A low-rank pair (LowRankLinear's protocol): `low_rank = True` and nn.Linear children q and p."""
+    return (getattr(module, "low_rank", False) is True and isinstance(getattr(module, "q", None), nn.Linear)
+            and isinstance(getattr(module, "p", None), nn.Linear))
+
+
+def selectable(model: nn.Module, structure: str = "factorized") -> dict:
+    """name -> module that factorize() can gate: the nn.Linear layers and, for structure "factorized", the
+    low-rank pairs as units (their q and p are then not listed separately). In module order."""
+    pairs = [n for n, m in model.named_modules() if n and is_low_rank(m)] if structure == "factorized" else []
+    return {n: m for n, m in model.named_modules() if n and (n in pairs or isinstance(m, nn.Linear)
+                                                             and not any(n.startswith(f"{p}.") for p in pairs))}
+
+
 def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | None = None, inplace: bool = True,
               structure: str = "factorized", **gate_options) -> nn.Module:
     """Replace selected nn.Linear modules of `model` by FactorizedLinear.from_linear(...).
 
     which: None -- every module whose type is exactly nn.Linear (subclasses such as MultiheadAttention's
-    out_proj, whose owner reads its weight directly, are left alone unless named); a name or a list of
+    out_proj, whose owner reads its weight directly, are left alone unless named) and every low-rank pair
+    (is_low_rank: gated on its inner dimension, from_low_rank); a name or a list of
     qualified names (as in named_modules()); or a callable (name, module) -> bool over the nn.Linear modules.
     inplace=False works on a deep copy and leaves `model` untouched. structure "columns" installs
     ColumnGatedLinear (gates on the input columns, no factorization; init and rank do not apply).
@@ -371,9 +407,9 @@ def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | No
     check_choice("gate structure", structure, STRUCTURES)
     if not inplace:
         model = copy.deepcopy(model)
-    linears = {n: m for n, m in model.named_modules() if n and isinstance(m, nn.Linear)}
+    linears = selectable(model, structure)
     if which is None:
-        names = [n for n, m in linears.items() if type(m) is nn.Linear]
+        names = [n for n, m in linears.items() if type(m) is nn.Linear or is_low_rank(m)]
     elif callable(which):
         names = [n for n, m in linears.items() if which(n, m)]
     else:
@@ -386,8 +422,14 @@ def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | No
     for name in names:
         owner_name, _, attr = name.rpartition(".")
         owner = model.get_submodule(owner_name) if owner_name else model
-        layer = (ColumnGatedLinear(linears[name], **gate_options) if structure == "columns"
-                 else FactorizedLinear.from_linear(linears[name], init=init, rank=rank, **gate_options))
+        if is_low_rank(linears[name]):
+            if rank is not None:
+                raise ConfigError(f"{name} is a low-rank pair of rank {linears[name].q.out_features}: "
+                                  "its rank is fixed (rank must be None)")
+            layer = FactorizedLinear.from_low_rank(linears[name], init=init, **gate_options)
+        else:
+            layer = (ColumnGatedLinear(linears[name], **gate_options) if structure == "columns"
+                     else FactorizedLinear.from_linear(linears[name], init=init, rank=rank, **gate_options))
         setattr(owner, attr, layer)
     return model
 

@@ -21,26 +21,43 @@ from torch import nn
 
 from ..errors import ConfigError
 from .flop import restore_exported
-from .flop_gates import LagrangianBudget, factorize, flop_parameters
+from .flop_gates import LagrangianBudget, factorize, flop_parameters, is_low_rank, selectable
+
+
+def _shape(module: nn.Module) -> tuple:
+    """(d_in, d_out, largest rank) of an nn.Linear or a low-rank pair (whose rank is its inner width)."""
+    if is_low_rank(module):
+        return module.q.in_features, module.p.out_features, module.q.out_features
+    return module.in_features, module.out_features, min(module.in_features, module.out_features)
+
+
+def matrix_weights(module: nn.Module) -> int:
+    """Weights of an nn.Linear's matrix, or of both matrices of a low-rank pair."""
+    if is_low_rank(module):
+        return module.q.weight.numel() + module.p.weight.numel()
+    return module.weight.numel()
 
 
 def with_ranks(model: nn.Module, kept_rank: dict, generator: torch.Generator | None = None) -> nn.Module:
     """A copy of `model` in which each nn.Linear named in `kept_rank` has FLOP's exported structure at that
     rank (random weights of the layer's scale; the bias kept)."""
     modules = dict(model.named_modules())
+    units = selectable(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     for name, r in kept_rank.items():
         lin = modules.get(name)
-        if not isinstance(lin, nn.Linear):
-            raise ConfigError(f"kept_rank names {name!r}, not an nn.Linear of the model; valid: "
-                              + ", ".join(n for n, m in modules.items() if isinstance(m, nn.Linear)))
-        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= min(lin.in_features, lin.out_features):
-            raise ConfigError(f"kept rank of {name} must be an integer in [0, {min(lin.in_features, lin.out_features)}], got {r!r}")
-        state.pop(f"{name}.weight")
+        if name not in units:
+            raise ConfigError(f"kept_rank names {name!r}, not an nn.Linear or low-rank pair of the model; valid: "
+                              + ", ".join(units))
+        d_in, d_out, full = _shape(lin)
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= full:
+            raise ConfigError(f"kept rank of {name} must be an integer in [0, {full}], got {r!r}")
+        for key in (f"{name}.weight", f"{name}.q.weight", f"{name}.p.weight"):
+            state.pop(key, None)
         bias = state.pop(f"{name}.bias", None)
-        scale = lin.in_features ** -0.5
-        state[f"{name}.q.weight"] = torch.randn(r, lin.in_features, generator=generator) * scale
-        state[f"{name}.p.weight"] = torch.randn(lin.out_features, r, generator=generator) * max(r, 1) ** -0.5
+        bias = state.pop(f"{name}.p.bias", bias)
+        state[f"{name}.q.weight"] = torch.randn(r, d_in, generator=generator) * d_in ** -0.5
+        state[f"{name}.p.weight"] = torch.randn(d_out, r, generator=generator) * max(r, 1) ** -0.5
         if bias is not None:
             state[f"{name}.p.bias"] = bias
     return restore_exported(copy.deepcopy(model), state)
@@ -74,15 +91,28 @@ class CSRLinear(nn.Module):
 
 
 def csr_copy(model: nn.Module, sparsity: float, names) -> nn.Module:
-    """A copy of `model` whose nn.Linear layers `names` are CSRLinear at `sparsity` each."""
+    """A copy of `model` whose nn.Linear layers `names` are CSRLinear at `sparsity` each (both matrices of a
+    low-rank pair, as unstructured pruning of the official factorized model prunes them)."""
     out = copy.deepcopy(model)
     for name in names:
         lin = out.get_submodule(name)
+        if is_low_rank(lin):
+            lin.q, lin.p = CSRLinear(lin.q, sparsity), CSRLinear(lin.p, sparsity)
+            continue
         if not isinstance(lin, nn.Linear):
-            raise ConfigError(f"{name!r} is not an nn.Linear of the model")
+            raise ConfigError(f"{name!r} is not an nn.Linear or low-rank pair of the model")
         owner, _, attr = name.rpartition(".")
         setattr(out.get_submodule(owner) if owner else out, attr, CSRLinear(lin, sparsity))
     return out
+
+
+def csr_nonzero(model: nn.Module, names) -> int:
+    """Stored non-zeros of csr_copy's layers `names`."""
+    total = 0
+    for name in names:
+        m = model.get_submodule(name)
+        total += m.nonzero() if isinstance(m, CSRLinear) else m.q.nonzero() + m.p.nonzero()
+    return total
 
 
 def round_robin(calls: dict, repeats: int = 25, warmup: int = 5) -> dict:

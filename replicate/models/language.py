@@ -43,6 +43,25 @@ class CharLSTM(nn.Module):
         return self.out(torch.stack(outs, 1)), (h, c)
 
 
+class LowRankLinear(nn.Module):
+    """x -> p(q(x)): a linear map of rank at most `rank` held as two nn.Linear layers (`q`: d_in -> rank, no
+    bias; `p`: rank -> d_out, no bias), the official FLOP code's ProjectedLinear. FLOP's factorize() gates
+    its inner dimension directly (the factors as trained, no SVD), and its dense size is its own
+    (d_in + d_out) rank weights; magnitude pruning sees the two nn.Linear layers. `low_rank = True` is
+    how the methods recognise it (they do not import the models)."""
+
+    low_rank = True
+
+    def __init__(self, in_features: int, rank: int, out_features: int):
+        super().__init__()
+        self.in_features, self.rank, self.out_features = in_features, rank, out_features
+        self.q = nn.Linear(in_features, rank, bias=False)
+        self.p = nn.Linear(rank, out_features, bias=False)
+
+    def forward(self, x):
+        return self.p(self.q(x))
+
+
 class SRULayer(nn.Module):
     """One simple recurrent unit (Lei, Zhang, Wang, Dai & Artzi, EMNLP 2018), the recurrent layer of the FLOP
     paper's character models. All of a window's matrix products happen at once, before the recurrence:
@@ -54,19 +73,32 @@ class SRULayer(nn.Module):
         h_t = r_t * c_t + (1 - r_t) * x_t               (highway connection: input and state widths are equal)
 
     so the only weight matrix is `w`, applied once per window: a gated or factorized `w` draws one gate
-    sample per window, as in the official FLOP code's SRU."""
+    sample per window, as in the official FLOP code's SRU.
 
-    def __init__(self, d: int):
+    Two options give the paper's enwik8 layers: an input width `d_in` other than d (the first layer reads
+    the embedding) makes `w` d_in -> 4d, its fourth block the highway's input in place of x_t; `proj`
+    makes `w` a LowRankLinear d_in -> proj -> 3d (the official code's ProjectedLinear, trained factorized
+    from the start). `highway_bias` initialises b_r (the official default is -3)."""
+
+    def __init__(self, d: int, d_in: int | None = None, proj: int | None = None, highway_bias: float = 0.0):
         super().__init__()
-        self.d = d
-        self.w = nn.Linear(d, 3 * d, bias=False)
+        self.d, self.d_in = d, d_in or d
+        k = 3 if self.d_in == d else 4
+        self.w = LowRankLinear(self.d_in, proj, k * d) if proj else nn.Linear(self.d_in, k * d, bias=False)
         self.v = nn.Parameter(torch.zeros(2, d))      # v_f, v_r
         self.b = nn.Parameter(torch.zeros(2, d))      # b_f, b_r
-        bound = (3 / d) ** 0.5                         # variance 1/d, the SRU paper's initialisation
-        nn.init.uniform_(self.w.weight, -bound, bound)
+        with torch.no_grad():
+            self.b[1].fill_(highway_bias)
+        for w in ([self.w.q.weight, self.w.p.weight] if proj else [self.w.weight]):
+            bound = (3 / w.shape[1]) ** 0.5           # variance 1 / fan-in, the SRU paper's initialisation
+            nn.init.uniform_(w, -bound, bound)
 
     def forward(self, x, c=None):
-        xt, uf, ur = self.w(x).chunk(3, -1)           # (B, T, d) each
+        u = self.w(x)
+        if self.d_in == self.d:
+            xt, uf, ur = u.chunk(3, -1)               # (B, T, d) each
+        else:
+            xt, uf, ur, x = u.chunk(4, -1)            # the fourth block is the highway's input
         c = x.new_zeros(x.shape[0], self.d) if c is None else c
         vf, vr = self.v
         uf = uf + self.b[0]
@@ -96,15 +128,28 @@ class CharSRU(nn.Module):
     once per window, so pruning, factorization and the size metrics see them. The embedding is not prunable.
     forward(tokens (B, T), hidden: one state per layer or None) -> (logits (B, T, V), hidden)."""
 
-    def __init__(self, vocab: int, d: int = 256, layers: int = 2):
+    def __init__(self, vocab: int, d: int = 256, layers: int = 2, proj: int | None = None, dropout: float = 0.0,
+                 highway_bias: float = 0.0):
         super().__init__()
-        self.embed = nn.Embedding(vocab, d)
-        self.rnn = nn.ModuleList(SRULayer(d) for _ in range(layers))
+        if proj is None:
+            self.embed = nn.Embedding(vocab, d)
+            self.rnn = nn.ModuleList(SRULayer(d, highway_bias=highway_bias) for _ in range(layers))
+        else:   # the paper's layout: an embedding as wide as the vocabulary, then layers 2.. projected
+            e = min(vocab, d)
+            self.embed = nn.Embedding(vocab, e)
+            self.rnn = nn.ModuleList([SRULayer(d, d_in=e, highway_bias=highway_bias)]
+                                     + [SRULayer(d, proj=proj, highway_bias=highway_bias) for _ in range(layers - 1)])
+        self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d, vocab)
 
     def forward(self, x, hidden=None):
-        h, states = recur(self.rnn, self.embed(x), hidden)
-        return self.out(h), states
+        h, states = recur(self.rnn, self.drop(self.embed(x)), hidden)
+        return self.out(self.drop(h)), states
+
+
+# The FLOP paper's enwik8 SRU, from the official script's defaults (n_d 3056, depth 6, n_proj 512, dropout 0.1,
+# highway bias -3): about 34.5M parameters at enwik8's 205 byte values (the brief's arithmetic).
+PAPER_SRU = {"d": 3056, "layers": 6, "proj": 512, "dropout": 0.1, "highway_bias": -3.0}
 
 
 class AdaptiveEmbedding(nn.Module):
