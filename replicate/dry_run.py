@@ -7,9 +7,11 @@ the hardware would be the first to execute those code paths, hours into a job. W
   * every RunConfig of the paper profile is capped when it is made (`cap`, called by RunConfig itself, so
     the notebooks, the store and the parents all see the same capped configuration): at most EPOCHS epochs,
     batches of at most BATCH, at most TRAIN / TEST / VAL examples (language models: TOKENS tokens in windows of
-    at most BPTT, so that the paper's 34.5M-parameter SRU takes a few steps, not hundreds), and each
+    at most BPTT, so that the paper's 34.5M-parameter SRU takes two steps, not thousands), and each
     method's own schedule arguments at most METHOD_CAPS (DRL's iterations and batches, adaptive
     quantization's iterations and gradient samples, the pruning interval of gradual magnitude pruning);
+  * a study plan's seeds are cut to the first (`studies.choose`): the paper-scale models make every run
+    cost minutes even when capped, and every seed runs the same code;
   * dataset files are not checksum-verified (they are fabricated, so no published md5 can match); their
     format, counts and shapes are still checked by the real loaders;
   * runs, weights and outputs go under build/paper-dry/ (never into results/ or the weight cache), and the
@@ -35,7 +37,7 @@ import time
 from pathlib import Path
 
 ENV = "REPLICATE_DRY_RUN"
-EPOCHS, BATCH, TRAIN, TEST, VAL, TOKENS, BPTT = 1, 16, 64, 32, 16, 4096, 32
+EPOCHS, BATCH, TRAIN, TEST, VAL, TOKENS, BPTT = 1, 16, 64, 32, 16, 1024, 32
 METHOD_CAPS = {
     "drl_prune": {"iterations": 2, "agent_batches": 2, "cnn_batches": 2, "pretrain_batches": 2, "finetune_epochs": 1},
     "adaptive_quant": {"max_iters": 2, "grad_samples": 64},

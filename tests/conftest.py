@@ -12,6 +12,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("REPLICATE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("REPLICATE_PROGRESS", "0")
     monkeypatch.setenv("REPLICATE_THREADS", "1")
+    monkeypatch.setenv("REPLICATE_DST_KERNEL", "eager")   # the compiled kernel's tests set it themselves
     monkeypatch.delenv("REPLICATE_PROFILE", raising=False)
     monkeypatch.delenv("REPLICATE_FRESH", raising=False)
     monkeypatch.delenv("REPLICATE_NO_TRAIN", raising=False)

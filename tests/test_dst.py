@@ -58,6 +58,53 @@ def test_fused_masked_weight_has_the_reference_gradients(granularity, estimator)
     assert torch.allclose(layer.threshold.grad, t.grad)
 
 
+def test_the_compiled_estimator_has_the_same_values():
+    xs = torch.linspace(-1.5, 1.5, 3001)
+    for kind in dst.ESTIMATORS:
+        assert torch.equal(dst._estimator_where(xs, kind), dst.estimator_grad(xs, kind))
+
+
+@pytest.mark.parametrize("estimator,granularity,at_zero", [("long_tailed", "neuron", 0), ("ste", "weight", 1),
+                                                          ("triangle", "layer", 0)])
+def test_the_compiled_kernel_gives_the_eager_values_and_gradients(estimator, granularity, at_zero):
+    torch.manual_seed(0)
+    layers = {k: dst.MaskedLinear(40, 30, granularity=granularity, estimator=estimator, reset="off",
+                                  step_at_zero=at_zero, kernel=k) for k in dst.KERNELS}
+    eager, compiled = layers["eager"], layers["compiled"]
+    with torch.no_grad():
+        eager.weight.normal_(0, 0.5)
+        eager.threshold.uniform_(-0.1, 0.4)
+        eager.threshold.view(-1)[0] = eager.weight.abs().view(-1)[0]      # one weight exactly at its threshold
+        compiled.load_state_dict(eager.state_dict())
+    g = torch.randn(30, 40)
+    for layer in layers.values():
+        (layer.masked_weight() * g).sum().backward()
+    assert compiled.kernel_used() == "compiled" and eager.kernel_used() == "eager"
+    assert torch.equal(compiled.last_mask, eager.last_mask) and compiled.kept() == eager.kept()
+    assert torch.equal(compiled.masked_weight(), eager.masked_weight())
+    assert torch.allclose(compiled.weight.grad, eager.weight.grad, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(compiled.threshold.grad, eager.threshold.grad, rtol=1e-5, atol=1e-6)  # sums in another order
+
+
+def test_the_kernel_setting_and_the_fallback_when_compiling_fails(monkeypatch):
+    assert dst.kernel_for("smoke") == "eager"                     # conftest sets REPLICATE_DST_KERNEL=eager
+    monkeypatch.setenv(dst.KERNEL_ENV, "auto")
+    assert dst.kernel_for("smoke") == "eager" and dst.kernel_for("cpu") == dst.kernel_for("paper") == "compiled"
+    monkeypatch.setenv(dst.KERNEL_ENV, "fast")
+    with pytest.raises(ConfigError, match="valid: eager, compiled, auto"):
+        dst.kernel_for("cpu")
+
+    def broken(kind, at_zero):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(dst, "_kernels", broken)
+    monkeypatch.setattr(dst, "_COMPILE_FAILED", [])
+    torch.manual_seed(0)
+    layer = dst.MaskedLinear(6, 4, kernel="compiled")
+    with pytest.warns(UserWarning, match="RuntimeError: no C.. compiler.*eager kernel"):
+        w = layer.masked_weight()
+    assert torch.equal(w, layer.weight) and layer.kernel_used() == "eager"   # zero thresholds: the dense weights
+
+
 def test_zero_thresholds_give_the_dense_layer():
     torch.manual_seed(1)
     lin, conv = nn.Linear(20, 8), nn.Conv2d(3, 4, 3)

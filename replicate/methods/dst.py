@@ -125,13 +125,97 @@ class _MaskedWeight(torch.autograd.Function):
         return grad_w, grad_t, None, None
 
 
+# --- the compiled kernel: the same masked weight and gradients, each pass fused into one loop --------------
+# The eager _MaskedWeight makes about a dozen passes over the weights per step around a small matmul (DST's
+# step cost 2.4x a dense one for LeNet-300-100). torch.compile (inductor, a C++ compiler on CPU) fuses the
+# forward (|W| - t, the step, W * M, the kept count) and the backward (the estimator, both gradients) into
+# single loops. Same values: the step and the estimator are exact in both, the products are single roundings;
+# only the thresholds' row sums may add in another order (float tolerance, tested). REPLICATE_DST_KERNEL chooses:
+# "eager", "compiled", or "auto" (the default: compiled for CPU runs outside the smoke profile, where a
+# first compilation of a few seconds to a minute would cost more than it saves). If compiling fails
+# (no C++ compiler), the layer falls back to eager with one warning; records say which kernel ran.
+KERNELS = ("eager", "compiled")
+KERNEL_ENV = "REPLICATE_DST_KERNEL"
+_KERNEL_CACHE: dict = {}
+_COMPILE_FAILED: list = []
+
+
+def _estimator_where(q: torch.Tensor, kind: str) -> torch.Tensor:
+    """estimator_grad(q, kind) written with torch.where (what the compiler fuses; the same values)."""
+    a = q.abs()
+    zero = torch.zeros_like(a)
+    if kind == "long_tailed":
+        return torch.where(a <= 0.4, 2 - 4 * a, torch.where(a <= 1.0, zero + 0.4, zero))
+    if kind == "ste":
+        return torch.where(a <= 1.0, zero + 1.0, zero)
+    if kind == "triangle":
+        return torch.where(a <= 0.4, 2 - 4 * a, zero)
+    raise ConfigError(f"unknown estimator {kind!r}; valid: {', '.join(ESTIMATORS)}")
+
+
+def _kernels(kind: str, at_zero: int):
+    """(forward, backward) compiled for one estimator and step convention (cached per process)."""
+    key = (kind, at_zero)
+    if key not in _KERNEL_CACHE:
+        def forward(w, t):
+            q = w.abs() - t
+            m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
+            return w * m, m, m.sum()
+
+        def backward(g, w, t):              # q and M recomputed: reading W again is cheaper than storing them
+            aw = w.abs()
+            q = aw - t
+            m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
+            gh = g * _estimator_where(q, kind)
+            return g * m + gh * aw, -(gh * w).sum_to_size(t.shape)
+
+        import torch._dynamo
+        # one specialised kernel per weight shape: allow as many as a VGG-16 has layers (the default is 8)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _KERNEL_CACHE[key] = (torch.compile(forward, dynamic=False), torch.compile(backward, dynamic=False))
+    return _KERNEL_CACHE[key]
+
+
+class _CompiledMaskedWeight(torch.autograd.Function):
+    """_MaskedWeight's values through the compiled kernels; also returns the kept count (a 0-d tensor)."""
+
+    @staticmethod
+    def forward(ctx, w, t, kind, at_zero):
+        fwd, _ = _kernels(kind, at_zero)
+        wm, m, kept = fwd(w.detach(), t.detach())     # plain tensors: parameters make the compiled call costly
+        ctx.save_for_backward(w, t)
+        ctx.kind, ctx.at_zero = kind, at_zero
+        ctx.mark_non_differentiable(m, kept)
+        return wm, m, kept
+
+    @staticmethod
+    def backward(ctx, g, _m, _kept):
+        w, t = ctx.saved_tensors
+        _, bwd = _kernels(ctx.kind, ctx.at_zero)
+        gw, gt = bwd(g, w.detach(), t.detach())
+        return gw, gt, None, None
+
+
+def kernel_for(profile: str | None) -> str:
+    """The kernel a run uses: REPLICATE_DST_KERNEL (eager | compiled | auto), auto meaning compiled except in
+    the smoke profile."""
+    import os
+    choice = os.environ.get(KERNEL_ENV, "auto")
+    check_choice(KERNEL_ENV, choice, KERNELS + ("auto",))
+    if choice == "auto":
+        return "eager" if profile == "smoke" else "compiled"
+    return choice
+
+
 class _Masked:
     """Shared logic of the masked Linear and Conv2d layers."""
 
-    def _init_mask(self, granularity, estimator, reset, step_at_zero):
+    def _init_mask(self, granularity, estimator, reset, step_at_zero, kernel="eager"):
         check_choice("granularity", granularity, GRANULARITIES)
         check_choice("estimator", estimator, ESTIMATORS)
         check_choice("reset", reset, RESETS)
+        check_choice("kernel", kernel, KERNELS)
+        self.kernel = kernel
         shape = {"neuron": (self.weight.shape[0],), "layer": (1,), "weight": tuple(self.weight.shape)}[granularity]
         self.threshold = nn.Parameter(torch.zeros(shape, device=self.weight.device))
         self.granularity, self.estimator, self.reset = granularity, estimator, reset
@@ -145,19 +229,35 @@ class _Masked:
         return t if self.granularity == "weight" else t.view(*([1] * self.weight.dim()))
 
     def _mask_and_weight(self):
-        return _MaskedWeight.apply(self.weight, self._broadcast_threshold(), self.estimator, self.step_at_zero)
+        """(W * M, M, the kept count as a 0-d tensor or None)."""
+        t = self._broadcast_threshold()
+        if self.kernel == "compiled" and self.weight.device.type == "cpu" and not _COMPILE_FAILED:
+            try:
+                return _CompiledMaskedWeight.apply(self.weight, t, self.estimator, self.step_at_zero)
+            except Exception as e:  # noqa: BLE001 - any compiler failure: the eager kernel gives the same values
+                import warnings
+                _COMPILE_FAILED.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                warnings.warn(f"DST's compiled kernel is not available here ({_COMPILE_FAILED[0]}); using the eager "
+                              f"kernel (set {KERNEL_ENV}=eager to silence this)", stacklevel=2)
+        w, m = _MaskedWeight.apply(self.weight, t, self.estimator, self.step_at_zero)
+        return w, m, None
+
+    def kernel_used(self) -> str:
+        """The kernel this layer's forward passes run: "compiled", or "eager" (also after a failed compile)."""
+        return "compiled" if self.kernel == "compiled" and not _COMPILE_FAILED and self.weight.device.type == "cpu" \
+            else "eager"
 
     def masked_weight(self):
         """W * M for the forward pass, applying the reset rule first if it fires."""
-        w, m = self._mask_and_weight()
+        w, m, count = self._mask_and_weight()
         fire = self.reset == "train_and_eval" or (self.reset == "train" and self.training)
-        kept = float(m.sum()) if fire else None
+        kept = (float(count) if count is not None else float(m.sum())) if fire else None
         if fire and kept <= 0.01 * m.numel():
             with torch.no_grad():
                 self.threshold.zero_()
             self.resets += 1
-            w, m = self._mask_and_weight()
-            kept = float(m.sum())
+            w, m, count = self._mask_and_weight()
+            kept = float(count) if count is not None else float(m.sum())
         self.last_mask, self._last_kept = m, kept
         return w
 
@@ -176,9 +276,9 @@ class _Masked:
 
 class MaskedLinear(_Masked, nn.Linear):
     def __init__(self, in_features, out_features, bias=True, *, granularity="neuron",
-                 estimator="long_tailed", reset="train_and_eval", step_at_zero=0):
+                 estimator="long_tailed", reset="train_and_eval", step_at_zero=0, kernel="eager"):
         nn.Linear.__init__(self, in_features, out_features, bias)
-        self._init_mask(granularity, estimator, reset, step_at_zero)
+        self._init_mask(granularity, estimator, reset, step_at_zero, kernel)
 
     def forward(self, x):
         return F.linear(x, self.masked_weight(), self.bias)
@@ -186,9 +286,9 @@ class MaskedLinear(_Masked, nn.Linear):
 
 class MaskedConv2d(_Masked, nn.Conv2d):
     def __init__(self, *args, granularity="neuron", estimator="long_tailed", reset="train_and_eval",
-                 step_at_zero=0, **kw):
+                 step_at_zero=0, kernel="eager", **kw):
         nn.Conv2d.__init__(self, *args, **kw)
-        self._init_mask(granularity, estimator, reset, step_at_zero)
+        self._init_mask(granularity, estimator, reset, step_at_zero, kernel)
 
     def forward(self, x):
         return self._conv_forward(x, self.masked_weight(), self.bias)
@@ -357,7 +457,7 @@ class DST(Method):
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}
         model = to_masked(ctx.build_model(), granularity=a["granularity"], estimator=a["estimator"],
-                          reset=a["reset"], step_at_zero=a["step_at_zero"])
+                          reset=a["reset"], step_at_zero=a["step_at_zero"], kernel=kernel_for(ctx.cfg.profile))
         c = ctx.cfg
         thresholds = [m.threshold for m in masked_layers(model).values()]
         others = [p for p in model.parameters() if all(p is not t for t in thresholds)]
@@ -381,6 +481,7 @@ class DST(Method):
             "revived_weights": log.revived,
             "steps_epoch1": log.steps,
             "thresholds": {n: threshold_summary(m.threshold) for n, m in masked_layers(model).items()},
+            "kernel": sorted({m.kernel_used() for m in masked_layers(model).values()}),
         }
         return Result(to_plain(model), history, extra)
 
