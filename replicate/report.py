@@ -290,6 +290,12 @@ HEADLINES = [   # title, notebook (under notebooks/, its table under results/tab
     ("FLOP controllability (a reviewer's question; no paper values): the Lagrangian at each target t against "
      "fixed-coefficient L0, same parents and steps; sparsity of the weight matrices vs their dense size",
      "flop/03_controllability", ["expected_sparsity", "hard_sparsity", "test_bpc"], ["FLOP", "L0"]),
+    ("FLOP, word LM with an adaptive embedding (paper: WikiText-103, its table not available offline; ours: a small "
+     "word SRU on the King James Bible's words)", "flop/05_word_lm", ["test_ppl", "hard_sparsity", "parameters_thousands"],
+     ["dense", "FLOP", "AGP"]),
+    ("FLOP, transformer stand-in (paper: BERT-base on GLUE, not available offline; ours: the 6-layer MiniLM on King "
+     "James verses, Old vs New Testament, not GLUE)", "flop/07_transformer",
+     ["accuracy %", "accuracy change (pts)", "encoder linears kept (k)"], ["dense", "FLOP"]),
     ("DRL channel pruning, Table 1 at d = 0.5 (paper: M-CifarNet on CIFAR-10; ours: M-FashionNet-S on "
      "Fashion-MNIST, compare changes and ratios)", "drl/01_tradeoff",
      ["test_acc_pct", "acc_change_pct_points", "mac_speedup", "params_ratio"], ["dense", "DRL", "FBS", "FPGM", "uniform L1"]),
@@ -299,7 +305,7 @@ SHORT = {"test_error_pct": "error %", "error_change_pct_points": "error change (
          "error_change_vs_dense_pct_points": "error change vs dense (pts)", "compression": "compression ×",
          "test_bpc": "test BPC", "hard_sparsity": "sparsity", "parameters_thousands": "parameters (k)",
          "test_acc_pct": "accuracy %", "acc_change_pct_points": "accuracy change (pts)", "mac_speedup": "MAC speed-up ×",
-         "params_ratio": "stored params ×", "expected_sparsity": "expected sparsity"}
+         "params_ratio": "stored params ×", "expected_sparsity": "expected sparsity", "test_ppl": "test perplexity"}
 
 
 def headline_table() -> str:
