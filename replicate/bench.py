@@ -200,12 +200,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     threads = train.set_threads(a.threads)
+    tuned = train.tune_allocator()     # before either loop runs: both see the same allocator
     try:
         ds = data.load("fashion_mnist")
     except data.DataNotFound:
         ds = data.load("mnist5k")
     print(f"dense LeNet-300-100 on {ds.name} ({len(ds.x_train)} training images), batch {a.batch_size}, "
-          f"SGD lr 0.01 momentum 0.9, torch {torch.__version__}, {threads} thread(s)")
+          f"SGD lr 0.01 momentum 0.9, torch {torch.__version__}, {threads} thread(s), allocator "
+          f"{'tuned (train.tune_allocator)' if tuned else 'default'}")
     times = {"replicate": [], "bare": []}
     for rep in range(a.epochs):
         for name in ("bare", "replicate"):

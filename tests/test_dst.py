@@ -86,6 +86,34 @@ def test_the_compiled_kernel_gives_the_eager_values_and_gradients(estimator, gra
     assert torch.allclose(compiled.threshold.grad, eager.threshold.grad, rtol=1e-5, atol=1e-6)  # sums in another order
 
 
+def test_a_compiled_model_computes_all_masked_weights_in_one_node_with_the_eager_results():
+    from replicate import models
+    torch.manual_seed(0)
+    base = models.build("lenet300-100", (1, 28, 28), 10)
+    eager = dst.to_masked(base, kernel="eager")
+    compiled = dst.to_masked(models.build("lenet300-100", (1, 28, 28), 10), kernel="compiled")
+    compiled.load_state_dict(eager.state_dict())
+    with torch.no_grad():
+        for model in (eager, compiled):
+            layers = list(dst.masked_layers(model).values())
+            layers[0].threshold.fill_(0.03)
+            layers[1].threshold.fill_(1.0)                 # keeps no weight: the reset rule fires
+    x = torch.randn(8, 1, 28, 28)
+    outs = {}
+    for name, model in (("eager", eager), ("compiled", compiled)):
+        y = model(x)
+        y.square().sum().backward()
+        outs[name] = y
+    assert torch.allclose(outs["compiled"], outs["eager"], atol=1e-6)
+    le, lc = dst.masked_layers(eager), dst.masked_layers(compiled)
+    for n in le:
+        assert lc[n].resets == le[n].resets and lc[n].kept() == le[n].kept() and lc[n]._stash is None
+        assert torch.equal(lc[n].last_mask, le[n].last_mask)
+        assert torch.allclose(lc[n].weight.grad, le[n].weight.grad, rtol=1e-5, atol=1e-7)
+        assert torch.allclose(lc[n].threshold.grad, le[n].threshold.grad, rtol=1e-4, atol=1e-6)
+    assert [m.resets for m in lc.values()] == [0, 1, 0]
+
+
 def test_the_kernel_setting_and_the_fallback_when_compiling_fails(monkeypatch):
     assert dst.kernel_for("smoke") == "eager"                     # conftest sets REPLICATE_DST_KERNEL=eager
     monkeypatch.setenv(dst.KERNEL_ENV, "auto")
@@ -234,3 +262,14 @@ def test_l0_density_penalty_is_the_kept_fraction_with_the_estimators_gradient():
     assert torch.allclose(layer.weight.grad, 2.0 * h * layer.weight.detach().sign() / q.numel(), atol=1e-6)
     # the push raises thresholds (gradient descent on t increases it): sparsity grows
     assert (layer.threshold.grad <= 0).all() and (layer.threshold.grad < 0).any()
+
+
+def test_the_allocator_is_tuned_once_and_can_be_left_alone(monkeypatch):
+    from replicate import train
+    monkeypatch.setattr(train, "_ALLOCATOR_TUNED", [])
+    monkeypatch.setenv("REPLICATE_MALLOC_TUNE", "0")
+    assert train.tune_allocator() is False and train._ALLOCATOR_TUNED == [False]
+    monkeypatch.setattr(train, "_ALLOCATOR_TUNED", [])
+    monkeypatch.delenv("REPLICATE_MALLOC_TUNE")
+    first = train.tune_allocator()
+    assert isinstance(first, bool) and train.tune_allocator() is first and len(train._ALLOCATOR_TUNED) == 1

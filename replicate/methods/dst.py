@@ -154,46 +154,79 @@ def _estimator_where(q: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def _kernels(kind: str, at_zero: int):
-    """(forward, backward) compiled for one estimator and step convention (cached per process)."""
+    """(forward, backward) compiled for one estimator and step convention (cached per process), over lists
+    of layers: forward(ws, ts) -> (W * M per layer, M per layer, kept count per layer); backward(gs, ws, ts)
+    -> (dW per layer, dt per layer). One call serves every masked layer of a model (batched_forward)."""
     key = (kind, at_zero)
     if key not in _KERNEL_CACHE:
-        def forward(w, t):
-            q = w.abs() - t
-            m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
-            return w * m, m, m.sum()
+        def forward(ws, ts):
+            outs, masks, kept = [], [], []
+            for w, t in zip(ws, ts):
+                q = w.abs() - t
+                m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
+                outs.append(w * m)
+                masks.append(m)
+                kept.append(m.sum())
+            return outs, masks, kept
 
-        def backward(g, w, t):              # q and M recomputed: reading W again is cheaper than storing them
-            aw = w.abs()
-            q = aw - t
-            m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
-            gh = g * _estimator_where(q, kind)
-            return g * m + gh * aw, -(gh * w).sum_to_size(t.shape)
+        def backward(gs, ws, ts):           # q and M recomputed: reading W again is cheaper than storing them
+            gw, gt = [], []
+            for g, w, t in zip(gs, ws, ts):
+                aw = w.abs()
+                q = aw - t
+                m = (q > 0 if at_zero == 0 else q >= 0).to(w.dtype)
+                gh = g * _estimator_where(q, kind)
+                gw.append(g * m + gh * aw)
+                gt.append(-(gh * w).sum_to_size(t.shape))
+            return gw, gt
 
         import torch._dynamo
-        # one specialised kernel per weight shape: allow as many as a VGG-16 has layers (the default is 8)
+        # one specialised kernel per set of weight shapes: allow many (the default is 8)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _KERNEL_CACHE[key] = (torch.compile(forward, dynamic=False), torch.compile(backward, dynamic=False))
     return _KERNEL_CACHE[key]
 
 
-class _CompiledMaskedWeight(torch.autograd.Function):
-    """_MaskedWeight's values through the compiled kernels; also returns the kept count (a 0-d tensor)."""
+class _CompiledMaskedWeights(torch.autograd.Function):
+    """_MaskedWeight's values for n layers in one autograd node, through the compiled kernels.
+    apply(kind, at_zero, n, w_1..w_n, t_1..t_n) -> (W*M for each layer, M for each, kept count for each).
+    One node for all layers: on a small network the fixed cost of a node and a compiled call per layer
+    (about 0.2 ms) weighs more than the passes over the weights."""
 
     @staticmethod
-    def forward(ctx, w, t, kind, at_zero):
+    def forward(ctx, kind, at_zero, n, *wt):
         fwd, _ = _kernels(kind, at_zero)
-        wm, m, kept = fwd(w.detach(), t.detach())     # plain tensors: parameters make the compiled call costly
-        ctx.save_for_backward(w, t)
-        ctx.kind, ctx.at_zero = kind, at_zero
-        ctx.mark_non_differentiable(m, kept)
-        return wm, m, kept
+        plain = [x.detach() for x in wt]              # plain tensors: parameters make the compiled call costly
+        outs, masks, kept = fwd(plain[:n], plain[n:])
+        ctx.save_for_backward(*wt[:n])
+        ctx.ts = [t.clone() for t in plain[n:]]       # copies: the reset rule may zero a threshold after this node
+        ctx.kind, ctx.at_zero, ctx.n = kind, at_zero, n
+        ctx.mark_non_differentiable(*masks, *kept)
+        return (*outs, *masks, *kept)
 
     @staticmethod
-    def backward(ctx, g, _m, _kept):
-        w, t = ctx.saved_tensors
+    def backward(ctx, *grads):
+        n = ctx.n
+        ws = [x.detach() for x in ctx.saved_tensors]
+        gs = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads[:n], ws)]
         _, bwd = _kernels(ctx.kind, ctx.at_zero)
-        gw, gt = bwd(g, w.detach(), t.detach())
-        return gw, gt, None, None
+        gw, gt = bwd(gs, ws, ctx.ts)
+        return (None, None, None, *gw, *gt)
+
+
+def _compiled(layers) -> list:
+    """[(W*M, M, kept count)] for masked layers sharing an estimator and step convention, in one node."""
+    n = len(layers)
+    out = _CompiledMaskedWeights.apply(layers[0].estimator, layers[0].step_at_zero, n,
+                                       *[m.weight for m in layers], *[m._broadcast_threshold() for m in layers])
+    return [(out[i], out[n + i], out[2 * n + i]) for i in range(n)]
+
+
+def _note_compile_failure(e: Exception) -> None:
+    import warnings
+    _COMPILE_FAILED.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    warnings.warn(f"DST's compiled kernel is not available here ({_COMPILE_FAILED[0]}); using the eager "
+                  f"kernel (set {KERNEL_ENV}=eager to silence this)", stacklevel=3)
 
 
 def kernel_for(profile: str | None) -> str:
@@ -216,6 +249,7 @@ class _Masked:
         check_choice("reset", reset, RESETS)
         check_choice("kernel", kernel, KERNELS)
         self.kernel = kernel
+        self._stash = None   # W * M computed for the whole model by batched_forward, for this forward only
         shape = {"neuron": (self.weight.shape[0],), "layer": (1,), "weight": tuple(self.weight.shape)}[granularity]
         self.threshold = nn.Parameter(torch.zeros(shape, device=self.weight.device))
         self.granularity, self.estimator, self.reset = granularity, estimator, reset
@@ -230,16 +264,12 @@ class _Masked:
 
     def _mask_and_weight(self):
         """(W * M, M, the kept count as a 0-d tensor or None)."""
-        t = self._broadcast_threshold()
-        if self.kernel == "compiled" and self.weight.device.type == "cpu" and not _COMPILE_FAILED:
+        if self.kernel_used() == "compiled":
             try:
-                return _CompiledMaskedWeight.apply(self.weight, t, self.estimator, self.step_at_zero)
+                return _compiled([self])[0]
             except Exception as e:  # noqa: BLE001 - any compiler failure: the eager kernel gives the same values
-                import warnings
-                _COMPILE_FAILED.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                warnings.warn(f"DST's compiled kernel is not available here ({_COMPILE_FAILED[0]}); using the eager "
-                              f"kernel (set {KERNEL_ENV}=eager to silence this)", stacklevel=2)
-        w, m = _MaskedWeight.apply(self.weight, t, self.estimator, self.step_at_zero)
+                _note_compile_failure(e)
+        w, m = _MaskedWeight.apply(self.weight, self._broadcast_threshold(), self.estimator, self.step_at_zero)
         return w, m, None
 
     def kernel_used(self) -> str:
@@ -247,9 +277,10 @@ class _Masked:
         return "compiled" if self.kernel == "compiled" and not _COMPILE_FAILED and self.weight.device.type == "cpu" \
             else "eager"
 
-    def masked_weight(self):
-        """W * M for the forward pass, applying the reset rule first if it fires."""
-        w, m, count = self._mask_and_weight()
+    def masked_weight(self, computed=None):
+        """W * M for the forward pass, applying the reset rule first if it fires. `computed`: this layer's
+        (W * M, M, kept count) already computed with the other layers' (batched_forward)."""
+        w, m, count = computed if computed is not None else self._mask_and_weight()
         fire = self.reset == "train_and_eval" or (self.reset == "train" and self.training)
         kept = (float(count) if count is not None else float(m.sum())) if fire else None
         if fire and kept <= 0.01 * m.numel():
@@ -281,7 +312,8 @@ class MaskedLinear(_Masked, nn.Linear):
         self._init_mask(granularity, estimator, reset, step_at_zero, kernel)
 
     def forward(self, x):
-        return F.linear(x, self.masked_weight(), self.bias)
+        w = self._stash if self._stash is not None else self.masked_weight()
+        return F.linear(x, w, self.bias)
 
 
 class MaskedConv2d(_Masked, nn.Conv2d):
@@ -291,7 +323,8 @@ class MaskedConv2d(_Masked, nn.Conv2d):
         self._init_mask(granularity, estimator, reset, step_at_zero, kernel)
 
     def forward(self, x):
-        return self._conv_forward(x, self.masked_weight(), self.bias)
+        w = self._stash if self._stash is not None else self.masked_weight()
+        return self._conv_forward(x, w, self.bias)
 
 
 def masked_layers(model) -> dict:
@@ -300,7 +333,45 @@ def masked_layers(model) -> dict:
 
 @torch.no_grad()
 def to_masked(model: nn.Module, **options) -> nn.Module:
-    """Replace every Linear / Conv2d by its masked twin, keeping the weights."""
+    """Replace every Linear / Conv2d by its masked twin, keeping the weights. With kernel="compiled" the
+    model also computes all its masked weights in one compiled call before each forward (batched_forward)."""
+    _replace(model, options)
+    if options.get("kernel") == "compiled" and not getattr(model, "_dst_batched", False):
+        model.register_forward_pre_hook(_batched_pre_hook)
+        model.register_forward_hook(_batched_post_hook)
+        model._dst_batched = True
+    return model
+
+
+def _batched_pre_hook(model, _inputs):
+    batched_forward(model)
+
+
+def _batched_post_hook(model, _inputs, _output):
+    for m in masked_layers(model).values():
+        m._stash = None
+
+
+def batched_forward(model: nn.Module) -> None:
+    """Compute the masked weights of all of `model`'s compiled-kernel layers in one node and keep each for
+    this forward (every use of a layer in the forward then shares it); the reset rule is applied per layer
+    as in masked_weight()."""
+    groups: dict = {}
+    for m in masked_layers(model).values():
+        m._stash = None
+        if m.kernel_used() == "compiled":
+            groups.setdefault((m.estimator, m.step_at_zero), []).append(m)
+    for layers in groups.values():
+        try:
+            computed = _compiled(layers)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: each layer falls back to its eager kernel
+            _note_compile_failure(e)
+            return
+        for m, c in zip(layers, computed):
+            m._stash = m.masked_weight(computed=c)
+
+
+def _replace(model: nn.Module, options: dict) -> None:
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Conv2d) and not isinstance(child, _Masked):
             new = MaskedConv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
@@ -309,13 +380,12 @@ def to_masked(model: nn.Module, **options) -> nn.Module:
         elif isinstance(child, nn.Linear) and not isinstance(child, _Masked):
             new = MaskedLinear(child.in_features, child.out_features, child.bias is not None, **options)
         else:
-            to_masked(child, **options)
+            _replace(child, options)
             continue
         new.weight.copy_(child.weight)
         if child.bias is not None:
             new.bias.copy_(child.bias)
         setattr(model, name, new.to(child.weight.device))
-    return model
 
 
 @torch.no_grad()
