@@ -86,3 +86,9 @@ def test_a_dry_run_keeps_the_first_seed_of_a_paper_plan(dry, monkeypatch):
     assert study.control_plan("paper")["seeds"] == [0] and study.control_plan("cpu")["seeds"] == [0, 1, 2]
     monkeypatch.delenv(dry_run.ENV)
     assert study.plan("paper")["seeds"] == [0, 1, 2]
+
+
+def test_plans_that_are_not_dicts_pass_through_a_dry_run(dry):
+    from replicate.studies import choose, drl
+    assert choose("paper", {"paper": (0.0, 0.5, 1.0)}) == (0.0, 0.5, 1.0)
+    assert choose("paper", drl.RR_SWEEP) == drl.RR_SWEEP["paper"]
