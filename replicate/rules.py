@@ -330,7 +330,8 @@ def sens_rnn(hh_differences, error_change: float) -> str:
 # --- FLOP (Wang, Wohlwend & Lei 2020) -----------------------------------------------------------------
 
 def flop_vs_agp(cases, margin: float = 0.02, size_tolerance: float = 0.02) -> str:
-    """flop-vs-agp-unstructured-<corpus>: per (target sparsity t, seed), a tuple (t, FLOP's hard sparsity,
+    """flop-vs-agp-unstructured-<corpus> (and flop-vs-agp-word-<corpus>, given test log-perplexities in nats
+    instead of BPC and a margin of ln(ratio)): per (target sparsity t, seed), a tuple (t, FLOP's hard sparsity,
     FLOP's test BPC, unstructured AGP's test BPC at sparsity t, same seed and parent). A case holds when FLOP's
     BPC is at most AGP's + `margin` (matches or beats it); it is untestable when a BPC is missing or FLOP's
     hard sparsity is more than `size_tolerance` from t (the two models would not be the same size).
@@ -568,6 +569,7 @@ RULES: dict[str, tuple] = {
     r"sens-q8-rnn": (sens_rnn, (S, C, I)),
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
+    r"flop-vs-agp-word-.+": (flop_vs_agp, (S, C, I)),       # FLOP 05: log-perplexities, margin ln 1.02
     r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
     r"flop-beats-small-dense-.+": (flop_beats_small_dense, (S, C, I)),
     r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),
