@@ -570,6 +570,7 @@ RULES: dict[str, tuple] = {
     r"sens-table3-vgg16-imagenet": (not_testable, (N,)),
     r"flop-vs-agp-unstructured-.+": (flop_vs_agp, (S, C, I)),
     r"flop-vs-agp-word-.+": (flop_vs_agp, (S, C, I)),       # FLOP 05: log-perplexities, margin ln 1.02
+    r"flop-vs-agp-transformer-.+": (flop_vs_agp, (S, C, I)),   # FLOP 04: the transformer character model
     r"flop-hits-target-.+": (flop_hits_target, (S, C, I)),
     r"flop-beats-small-dense-.+": (flop_beats_small_dense, (S, C, I)),
     r"l0-coefficient-drifts-.+": (l0_length_drift, (S, C, I)),

@@ -8,7 +8,8 @@ from torch import nn
 
 from replicate.errors import ConfigError
 from replicate.methods.flop_gates import (BETA, FactorizedLinear, HardConcrete, LagrangianBudget, expected_sparsity,
-                                          export_model, factorize, factorized_layers, flop_parameters, hard_sparsity)
+                                          export_model, factorize, factorized_layers, flop_parameters, hard_sparsity,
+                                          matrix_sizes)
 
 torch.set_num_threads(1)
 
@@ -186,6 +187,25 @@ def test_sparsity_is_reported_against_both_totals():
     assert hard_sparsity(model, "factorized") == 0.0 and hard_sparsity(model, "dense") == -1.0   # the parameter trap
     smaller = export_model(model)
     assert not factorized_layers(smaller) and sum(p.numel() for p in smaller.parameters()) == 256 + 16
+
+
+def test_matrix_sizes_agree_with_the_gated_layers_totals():
+    """The accounting helper (shapes only) gives the sizes the gated layers use once factorized."""
+    class Pair(nn.Module):
+        low_rank = True
+
+        def __init__(self):
+            super().__init__()
+            self.q, self.p = nn.Linear(12, 3, bias=False), nn.Linear(3, 7, bias=False)
+
+    model = nn.Sequential(nn.Linear(8, 12), Pair(), nn.Linear(7, 5))
+    sizes = matrix_sizes(model)
+    assert [r["matrix"] for r in sizes] == ["0", "1", "2"] and [r["low_rank"] for r in sizes] == [False, True, False]
+    assert [(r["dense"], r["factorized"], r["full_rank"]) for r in sizes] == [(96, 160, 8), (57, 57, 3), (35, 60, 5)]
+    assert [r["matrix"] for r in matrix_sizes(model, ["2", "0"])] == ["2", "0"]
+    layers = factorized_layers(factorize(model))
+    assert [(m.dense_parameters(), m.factorized_parameters()) for m in layers.values()] == [
+        (r["dense"], r["factorized"]) for r in sizes]
 
 
 def test_target_warmup_schedule():

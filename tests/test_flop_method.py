@@ -15,7 +15,7 @@ from replicate.data import text
 from replicate.methods.flop import LagrangianPruning, linear_names, restore_exported
 from replicate.methods.flop_gates import (export_model, factorize, factorized_layers, flop_parameters,
                                           hard_sparsity)
-from replicate.models.language import CharLSTM, CharSRU, SRULayer
+from replicate.models.language import CharLSTM, CharSRU, CharTransformer, SRULayer, TransformerBlock
 
 torch.set_num_threads(1)
 
@@ -83,8 +83,9 @@ def test_char_sru_size_state_and_registry():
     assert torch.allclose(torch.cat([a, b], 1), logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: CharSRU(11, 12, 2), lambda: CharLSTM(11, 8, 12)])
-def test_both_character_models_factorize_exactly(make):
+@pytest.mark.parametrize("make", [lambda: CharSRU(11, 12, 2), lambda: CharLSTM(11, 8, 12),
+                                  lambda: CharTransformer(11, 12, 2, 3, 20)])
+def test_the_character_models_factorize_exactly(make):
     torch.manual_seed(0)
     m = make()
     x = torch.randint(0, 11, (2, 6))
@@ -95,6 +96,72 @@ def test_both_character_models_factorize_exactly(make):
             layer.gates.log_alpha.fill_(10.0)        # every gate open: the SVD factors are the dense weights
     m.eval()
     assert torch.allclose(m(x)[0], before, atol=1e-4)
+
+
+def test_transformer_block_is_causal_attention_with_alibi_and_a_memory():
+    torch.manual_seed(0)
+    block = TransformerBlock(8, 2, 16).eval()
+    x, mem = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+    y, state = block(x, mem)
+    # attention written out: the window's queries over the memory and the window, each head's score less
+    # slope x distance, keys after the query masked
+    h = block.ln1(x)
+    ctx = torch.cat([mem, h], 1)
+    q, k, v = (f(z).view(2, -1, 2, 4).transpose(1, 2) for f, z in ((block.q, h), (block.k, ctx), (block.v, ctx)))
+    slopes = torch.tensor([2.0 ** -4, 2.0 ** -8])
+    pos_q, pos_k = torch.arange(3, 8)[:, None], torch.arange(8)[None, :]
+    scores = q @ k.transpose(-1, -2) / 2.0 - slopes[:, None, None] * (pos_q - pos_k)
+    scores = scores.masked_fill(pos_k > pos_q, float("-inf"))
+    a = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 8)
+    z = x + block.o(a)
+    ref = z + block.fc2(torch.nn.functional.gelu(block.fc1(block.ln2(z))))
+    assert torch.allclose(y, ref, atol=1e-5) and torch.equal(state, h)
+
+
+def test_char_transformer_is_causal_carries_one_window_and_registers():
+    torch.manual_seed(0)
+    m = models.build("char-transformer", (), 63).eval()
+    assert isinstance(m, CharTransformer) and sum(p.numel() for p in m.parameters()) == 412_991
+    assert [n for n, x in m.named_modules() if isinstance(x, torch.nn.Linear)] == [
+        f"blocks.{i}.{k}" for i in range(2) for k in ("q", "k", "v", "o", "fc1", "fc2")] + ["out"]
+    x = torch.randint(0, 63, (2, 12))
+    logits, hidden = m(x)
+    assert logits.shape == (2, 12, 63) and len(hidden) == 2 and hidden[0].shape == (2, 12, 128)
+    changed = x.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % 63                 # later tokens do not change earlier scores
+    assert torch.allclose(m(changed)[0][:, :8], logits[:, :8], atol=1e-5)
+    assert not torch.allclose(m(changed)[0][:, 8:], logits[:, 8:], atol=1e-3)
+    # the memory carries the previous window: the next window's scores depend on it, and only when it is given
+    nxt = torch.randint(0, 63, (2, 6))
+    with_mem, other_mem = m(nxt, hidden)[0], m(nxt, m(changed)[1])[0]
+    assert not torch.allclose(with_mem, other_mem, atol=1e-4) and not torch.allclose(with_mem, m(nxt)[0], atol=1e-4)
+    alone = CharTransformer(63, memory=False).eval()
+    assert alone(x)[1] is None
+    with torch.device("meta"):
+        big = models.build("char-transformer-paper", (), 205)
+    assert len(big.blocks) == 12 and big.blocks[0].fc1.weight.shape == (2048, 512) and big.blocks[0].heads == 8
+    assert abs(sum(p.numel() for p in big.parameters()) - 38.0e6) < 0.1e6
+    with pytest.raises(ValueError, match="multiple of the number of heads"):
+        TransformerBlock(10, 4, 8)
+
+
+def test_the_transformer_exports_to_the_masked_model():
+    torch.manual_seed(0)
+    m = CharTransformer(12, 16, 2, 4, 24)
+    factorize(m)
+    with torch.no_grad():
+        for layer in factorized_layers(m).values():
+            layer.gates.log_alpha.normal_(0.0, 3.0)
+    m.eval()
+    x = torch.randint(0, 12, (3, 7))
+    masked, hidden = m(x)
+    layers = factorized_layers(m).values()
+    assert 0 < sum(layer.kept_rank() for layer in layers) < sum(layer.gates.n for layer in layers)   # some closed, some open
+    exported = export_model(m)
+    out, hidden2 = exported(x)
+    assert torch.allclose(out, masked, atol=1e-5) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hidden, hidden2))
+    again = restore_exported(CharTransformer(12, 16, 2, 4, 24), exported.state_dict()).eval()
+    assert torch.allclose(again(x)[0], out)
 
 
 def test_sru_layer_with_a_wider_input_takes_the_highway_from_a_fourth_block():
@@ -363,6 +430,25 @@ def test_gradual_magnitude_pruning_works_on_the_language_model(kjv_dir):
     assert math.isfinite(m["test_bpc"]) and m["test_bpc"] < math.log2(len(data.load("kjv_char").vocab))
 
 
+def test_the_transformer_trains_prunes_and_reloads_through_the_store(kjv_dir, monkeypatch):
+    """FLOP and AGP from a dense char-transformer; the exported model rebuilds and evaluates as recorded."""
+    dense = _dense(model="char-transformer", lr=1e-3)
+    cfg = dense.replace(method="flop", parent=dense, args={"target": 0.5, "warmup": 0.25})
+    agp = dense.replace(method="magnitude", parent=dense, args={"schedule": "gradual", "sparsity": 0.5, "prune_end": 0.5,
+                                                                 "prune_every": 5})
+    rec, base, sparse = runner.run(cfg), runner.run(dense), runner.run(agp)
+    m = rec["metrics"]
+    assert rec["status"] == base["status"] == sparse["status"] == "ok"
+    assert set(m["kept_rank"]) == {f"blocks.{i}.{k}" for i in range(2) for k in ("q", "k", "v", "o", "fc1", "fc2")} | {"out"}
+    assert math.isclose(m["test_bpc_masked"], m["test_bpc"], abs_tol=1e-4)
+    assert sparse["metrics"]["remaining"] == pytest.approx(0.5, abs=1e-3)
+    monkeypatch.setenv("REPLICATE_NO_TRAIN", "1")
+    model, _ = runner.load_model(cfg)
+    assert not factorized_layers(model)
+    ds = runner.load_data(cfg)
+    assert tasks.LanguageModel(bptt=16).evaluate(model, ds.test)["bpc"] == pytest.approx(m["test_bpc"], abs=1e-6)
+
+
 # -- the corpus sample and the study plan ----------------------------------------------------------------------
 
 def test_the_shipped_sample_is_the_start_of_the_corpus():
@@ -393,9 +479,19 @@ def test_the_study_plans_are_valid_configurations():
         study.plan("huge")
     assert study.model_of("paper") == "char-sru-paper" and study.model_of("cpu") == "char-sru"
     for profile in ("smoke", "cpu", "paper"):                  # every notebook's plan has every profile
-        for make in (study.control_plan, study.word_plan, study.encoder_plan):
+        for make in (study.control_plan, study.word_plan, study.encoder_plan, study.transformer_plan):
             assert make(profile)["seeds"]
         study.word_dense(profile, 0).validate()
+        tp = study.transformer_plan(profile)
+        cfgs = [study.transformer_dense(profile, 0)] + [f(profile, 0, t) for t in tp["targets"]
+                                                         for f in (study.transformer_flop, study.transformer_agp)]
+        for c in cfgs:
+            c.validate()
+        assert len({c.key for c in cfgs}) == len(cfgs) and all(c.parent == cfgs[0] for c in cfgs[1:])
+        assert cfgs[0].model == ("char-transformer-paper" if profile == "paper" else "char-transformer")
+    assert [study.module_group(n) for n in ("blocks.0.q", "blocks.1.o", "blocks.0.fc2", "rnn.1.w", "out", "embed")] == [
+        "attention", "attention", "feed-forward", "recurrent", "decoder", "other"]
+    assert study.ablation_seeds("cpu") == [0] and study.plan("cpu")["seeds"] == [0, 1, 2]
     assert study.corpus_tag("kjv_char") == study.corpus_tag("kjv_word_sample") == "kjv" and study.corpus_tag("enwik8") == "enwik8"
     assert study.data_note("enwik8", "enwik8") == "enwik8" and study.data_note("kjv_char", "enwik8") == "kjv_char stands in for enwik8"
     rec = {"metrics": {"weights": 100, "nonzero": 40}}

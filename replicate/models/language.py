@@ -7,6 +7,7 @@ returns (logits (B, T, V), hidden state), which is what the language-model task
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -150,6 +151,89 @@ class CharSRU(nn.Module):
 # The FLOP paper's enwik8 SRU, from the official script's defaults (n_d 3056, depth 6, n_proj 512, dropout 0.1,
 # highway bias -3): about 34.5M parameters at enwik8's 205 byte values (the brief's arithmetic).
 PAPER_SRU = {"d": 3056, "layers": 6, "proj": 512, "dropout": 0.1, "highway_bias": -3.0}
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press, Smith & Lewis, ICLR 2022): 2^(-8 i / heads) for i = 1 .. heads."""
+    return torch.tensor([2.0 ** (-8.0 * i / heads) for i in range(1, heads + 1)])
+
+
+class TransformerBlock(nn.Module):
+    """One pre-LayerNorm causal transformer layer whose six weight matrices are nn.Linear layers (`q`, `k`,
+    `v`, `o` for attention, `fc1`, `fc2` for the feed-forward part), so FLOP factorizes and gates each of
+    them and the size metrics see them (nn.MultiheadAttention would hide its projections in one tensor).
+
+    Attention reads this window and, when given, the previous window's normalised inputs (`mem`, the
+    Transformer-XL segment recurrence; the language-model task carries and detaches it like an RNN's
+    state). Positions enter as ALiBi's linear distance penalty per head instead of Transformer-XL's
+    relative sinusoid terms: it needs no parameters and works across the window boundary.
+    forward(x (B, T, d), mem (B, M, d) or None) -> (x (B, T, d), this window's normalised input)."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float = 0.0):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"the width d={d} must be a multiple of the number of heads ({heads})")
+        self.heads, self.p = heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
+
+    def forward(self, x, mem=None):
+        h = self.ln1(x)
+        ctx = h if mem is None else torch.cat([mem, h], 1)
+        b, t, d = h.shape
+        m = ctx.shape[1] - t
+
+        def heads(z):
+            return z.view(b, z.shape[1], self.heads, d // self.heads).transpose(1, 2)
+
+        q, k, v = heads(self.q(h)), heads(self.k(ctx)), heads(self.v(ctx))
+        i = torch.arange(m, m + t, device=x.device)[:, None]          # query positions, after the memory
+        j = torch.arange(m + t, device=x.device)[None, :]             # key positions
+        bias = (-(i - j).to(h.dtype) * self.slopes.to(h.dtype)[:, None, None]).masked_fill(j > i, float("-inf"))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.p if self.training else 0.0)
+        x = x + self.drop(self.o(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.ln2(x)))))), h
+
+
+class CharTransformer(nn.Module):
+    """A character-level causal transformer language model, the stand-in for the FLOP paper's enwik8
+    Transformer-XL: embedding (width d) -> `layers` TransformerBlocks -> LayerNorm -> a linear decoder.
+    With `memory` (default) each layer also attends to the previous window's states, carried as the
+    hidden state, so the context reaches back one window further (Transformer-XL's recurrence with a
+    memory as long as the window); without it each window stands alone. Weights start from N(0, 0.02).
+    forward(tokens (B, T), hidden: one memory per layer or None) -> (logits (B, T, V), hidden)."""
+
+    def __init__(self, vocab: int, d: int = 128, layers: int = 2, heads: int = 4, ffn: int = 512,
+                 dropout: float = 0.0, memory: bool = True):
+        super().__init__()
+        self.memory = memory
+        self.embed = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(TransformerBlock(d, heads, ffn, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(d, vocab)
+        for mod in self.modules():
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(mod.weight, 0.0, 0.02)
+                if getattr(mod, "bias", None) is not None:
+                    nn.init.zeros_(mod.bias)
+
+    def forward(self, x, hidden=None):
+        h = self.drop(self.embed(x))
+        mems = hidden if (self.memory and hidden is not None) else (None,) * len(self.blocks)
+        states = []
+        for block, mem in zip(self.blocks, mems):
+            h, state = block(h, mem)
+            states.append(state)
+        return self.out(self.drop(self.ln(h))), (tuple(states) if self.memory else None)
+
+
+# The Transformer-XL paper's enwik8 base configuration (12 layers, d 512, 8 heads, FFN 2048, dropout 0.1): the
+# FLOP paper prunes a Transformer-XL on enwik8 whose settings could not be read offline, so this is a guess.
+PAPER_TRANSFORMER = {"d": 512, "layers": 12, "heads": 8, "ffn": 2048, "dropout": 0.1}
 
 
 class AdaptiveEmbedding(nn.Module):

@@ -66,11 +66,22 @@ def dense(profile: str, seed: int, p: dict | None = None) -> RunConfig:
                      test_size=p["test_size"])
 
 
+def flop_from(parent: RunConfig, epochs: int, target: float, **args) -> RunConfig:
+    """FLOP for `epochs` from the dense run `parent` to sparsity `target` (other method arguments in `args`)."""
+    return parent.replace(method="flop", parent=parent, epochs=epochs, args={"target": float(target), **args})
+
+
+def agp_from(parent: RunConfig, epochs: int, sparsity: float) -> RunConfig:
+    """Unstructured gradual magnitude pruning for `epochs` from `parent`, every matrix to `sparsity`, reaching it
+    at WARMUP of the run and pruning every AGP_EVERY steps."""
+    return parent.replace(method="magnitude", parent=parent, epochs=epochs,
+                          args={"schedule": "gradual", "sparsity": float(sparsity), "scope": "layer",
+                                "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})
+
+
 def flop(profile: str, seed: int, target: float, **args) -> RunConfig:
     """FLOP from the seed's dense run to sparsity `target` (other method arguments in `args`)."""
-    parent = dense(profile, seed)
-    return parent.replace(method="flop", parent=parent, epochs=plan(profile)["prune_epochs"],
-                          args={"target": float(target), **args})
+    return flop_from(dense(profile, seed), plan(profile)["prune_epochs"], target, **args)
 
 
 def l0(profile: str, seed: int, coef: float, epochs: int | None = None) -> RunConfig:
@@ -83,10 +94,7 @@ def l0(profile: str, seed: int, coef: float, epochs: int | None = None) -> RunCo
 
 def agp(profile: str, seed: int, sparsity: float) -> RunConfig:
     """Unstructured gradual magnitude pruning of the same dense run to `sparsity`, every matrix alike."""
-    parent = dense(profile, seed)
-    return parent.replace(method="magnitude", parent=parent, epochs=plan(profile)["prune_epochs"],
-                          args={"schedule": "gradual", "sparsity": float(sparsity), "scope": "layer",
-                                "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})
+    return agp_from(dense(profile, seed), plan(profile)["prune_epochs"], sparsity)
 
 
 def agp_structured(profile: str, seed: int, target: float) -> RunConfig:
@@ -317,17 +325,63 @@ def word_dense(profile: str, seed: int) -> RunConfig:
 
 def word_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
     """FLOP from the seed's dense word model to sparsity `target` of all its weight matrices."""
-    parent = word_dense(profile, seed)
-    return parent.replace(method="flop", parent=parent, epochs=word_plan(profile)["prune_epochs"],
-                          args={"target": float(target), **args})
+    return flop_from(word_dense(profile, seed), word_plan(profile)["prune_epochs"], target, **args)
 
 
 def word_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
     """Unstructured AGP of the same dense word model, every matrix to `sparsity` (as agp() for char-sru)."""
-    parent = word_dense(profile, seed)
-    return parent.replace(method="magnitude", parent=parent, epochs=word_plan(profile)["prune_epochs"],
-                          args={"schedule": "gradual", "sparsity": float(sparsity), "scope": "layer",
-                                "prune_start": 0.0, "prune_end": WARMUP, "prune_every": AGP_EVERY})
+    return agp_from(word_dense(profile, seed), word_plan(profile)["prune_epochs"], sparsity)
+
+
+# --- the transformer character model (notebook 04): the analogue of the paper's enwik8 Transformer-XL -------
+# char-transformer (d 128, 2 layers, 4 heads, FFN 512, one window of memory; 413k parameters, about char-sru's
+# size and step cost) on the same corpus, windows and step budget as notebook 01's char-sru, at Adam 1e-3 (half
+# char-sru's rate: a transformer without a warm-up schedule; chosen before any run). Every weight matrix is
+# pruned (attention's q, k, v, o, the feed-forward fc1, fc2 and the decoder); the official Transformer-XL script
+# prunes the layers' linears only and trains them factorized from the start.
+TRANSFORMER_MODEL = "char-transformer"
+TRANSFORMER_PLANS = {
+    "smoke": {"model": TRANSFORMER_MODEL, "dataset": "kjv_char_sample", "train_size": 16_000, "test_size": 2_000,
+              "batch_size": 16, "bptt": 32, "lr": 1e-3, "dense_epochs": 1, "prune_epochs": 1, "targets": [0.5, 0.7],
+              "seeds": [0]},
+    "cpu": {"model": TRANSFORMER_MODEL, "dataset": "kjv_char", "train_size": 1_500_000, "test_size": 100_000,
+            "batch_size": 32, "bptt": 64, "lr": 1e-3, "dense_epochs": 2, "prune_epochs": 1, "targets": [0.5, 0.7, 0.9],
+            "seeds": [0, 1, 2]},
+    # The Transformer-XL paper's enwik8 base model (models.language.PAPER_TRANSFORMER, 38M parameters) with its
+    # batch 22 x 512-character windows, Adam 2.5e-4 and clipping 0.25; the FLOP paper's settings could not be read
+    # offline. Guessed: 50 dense epochs (about Transformer-XL's 400k steps) and 25 of pruning, at a constant rate
+    # (the runner has no cosine schedule).
+    "paper": {"model": "char-transformer-paper", "dataset": "enwik8", "train_size": None, "test_size": None,
+              "batch_size": 22, "bptt": 512, "lr": 2.5e-4, "grad_clip": 0.25, "dense_epochs": 50, "prune_epochs": 25,
+              "targets": [0.5, 0.7, 0.9], "seeds": [0, 1, 2]},
+}
+
+
+def transformer_plan(profile: str) -> dict:
+    """Notebook 04's plan for the profile (one-line error for a profile without one)."""
+    return dict(choose(profile, TRANSFORMER_PLANS))
+
+
+def transformer_dense(profile: str, seed: int) -> RunConfig:
+    return dense(profile, seed, transformer_plan(profile))
+
+
+def transformer_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
+    """FLOP from the seed's dense transformer to sparsity `target` of all its weight matrices."""
+    return flop_from(transformer_dense(profile, seed), transformer_plan(profile)["prune_epochs"], target, **args)
+
+
+def transformer_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
+    """Unstructured AGP of the same dense transformer, every matrix to `sparsity` (as agp() for char-sru)."""
+    return agp_from(transformer_dense(profile, seed), transformer_plan(profile)["prune_epochs"], sparsity)
+
+
+def module_group(matrix: str) -> str:
+    """The part of a model a weight matrix belongs to: "attention" (q, k, v, o), "feed-forward" (fc1, fc2),
+    "recurrent" (an SRU layer's w), "decoder" (out) or "other"."""
+    last = matrix.rsplit(".", 1)[-1]
+    return {"q": "attention", "k": "attention", "v": "attention", "o": "attention", "fc1": "feed-forward",
+            "fc2": "feed-forward", "w": "recurrent", "out": "decoder"}.get(last, "other")
 
 
 def corpus_tag(dataset: str) -> str:
