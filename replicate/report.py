@@ -287,6 +287,9 @@ HEADLINES = [   # title, notebook (under notebooks/, its table under results/tab
      ["error_change_pct_points", "compression"], ["adaptive quantization", "uniform 4-bit", "Deep Compression"]),
     ("FLOP, character LM (paper: enwik8, its table not available offline; ours: an SRU on the King James Bible)",
      "flop/01_char_lm", ["test_bpc", "hard_sparsity", "parameters_thousands"], ["dense", "FLOP", "AGP"]),
+    ("FLOP, transformer character LM (paper: a Transformer-XL on enwik8, its table not available offline; ours: a "
+     "2-layer causal transformer on the King James Bible)", "flop/04_char_transformer",
+     ["test_bpc", "hard_sparsity", "parameters_thousands"], ["dense", "FLOP", "AGP"]),
     ("FLOP controllability (a reviewer's question; no paper values): the Lagrangian at each target t against "
      "fixed-coefficient L0, same parents and steps; sparsity of the weight matrices vs their dense size",
      "flop/03_controllability", ["expected_sparsity", "hard_sparsity", "test_bpc"], ["FLOP", "L0"]),
