@@ -82,7 +82,8 @@ def test_without_the_setting_fabricated_files_fail_their_checksums(tmp_path, mon
 
 def test_a_dry_run_keeps_the_first_seed_of_a_paper_plan(dry, monkeypatch):
     from replicate.studies import flop as study
-    assert study.plan("paper")["seeds"] == [0] and study.plan("cpu")["seeds"] == [0]
+    assert study.plan("paper")["seeds"] == [0] and study.plan("cpu")["seeds"] == [0, 1, 2]   # only the paper plan is cut
+    assert study.transformer_plan("paper")["seeds"] == [0] and study.ablation_seeds("paper") == [0]
     assert study.control_plan("paper")["seeds"] == [0] and study.control_plan("cpu")["seeds"] == [0, 1, 2]
     monkeypatch.delenv(dry_run.ENV)
     assert study.plan("paper")["seeds"] == [0, 1, 2]
