@@ -492,6 +492,11 @@ def test_the_study_plans_are_valid_configurations():
     assert [study.module_group(n) for n in ("blocks.0.q", "blocks.1.o", "blocks.0.fc2", "rnn.1.w", "out", "embed")] == [
         "attention", "attention", "feed-forward", "recurrent", "decoder", "other"]
     assert study.ablation_seeds("cpu") == [0] and study.plan("cpu")["seeds"] == [0, 1, 2]
+    rec = {"metrics": {"kept_rank": {"blocks.0.q": 10, "blocks.1.fc1": 0, "out": 20}}}
+    rows = {r["matrix"]: r for r in study.kept_per_matrix(rec, "char-transformer", 30)}
+    assert (rows["blocks.0.q"]["kept"], rows["blocks.0.q"]["dense"], rows["blocks.0.q"]["part"]) == (2560, 16384, "attention")
+    assert rows["blocks.1.fc1"]["kept_fraction"] == 0 and rows["blocks.1.fc1"]["full_rank"] == 128
+    assert rows["out"]["kept"] == 158 * 20 and rows["out"]["full_rank"] == 30 and rows["out"]["part"] == "decoder"
     assert study.corpus_tag("kjv_char") == study.corpus_tag("kjv_word_sample") == "kjv" and study.corpus_tag("enwik8") == "enwik8"
     assert study.data_note("enwik8", "enwik8") == "enwik8" and study.data_note("kjv_char", "enwik8") == "kjv_char stands in for enwik8"
     rec = {"metrics": {"weights": 100, "nonzero": 40}}

@@ -384,6 +384,25 @@ def module_group(matrix: str) -> str:
             "fc2": "feed-forward", "w": "recurrent", "out": "decoder"}.get(last, "other")
 
 
+def kept_per_matrix(record, model: str, vocab: int) -> list:
+    """Per gated matrix of a finished FLOP run of `model` (vocabulary `vocab`): its part (module_group), kept
+    and full rank, the weights its exported pair keeps ((d_in + d_out) x kept rank), its dense size and the
+    kept fraction of it. Shapes come from the model built on the meta device, kept ranks from the record."""
+    import torch
+
+    from .. import models
+    from ..methods.flop_gates import matrix_sizes
+    with torch.device("meta"):
+        sizes = {m["matrix"]: m for m in matrix_sizes(models.build(model, (), vocab))}
+    rows = []
+    for name, k in record["metrics"]["kept_rank"].items():
+        m = sizes[name]
+        kept = (m["d_in"] + m["d_out"]) * k
+        rows.append({"matrix": name, "part": module_group(name), "kept_rank": k, "full_rank": m["full_rank"],
+                     "kept": kept, "dense": m["dense"], "kept_fraction": kept / m["dense"]})
+    return rows
+
+
 def corpus_tag(dataset: str) -> str:
     """The corpus part of a claim id: "kjv" for the King James sets (kjv_char, kjv_word, their samples), else the
     dataset's name (enwik8, wikitext103)."""
