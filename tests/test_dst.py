@@ -224,10 +224,11 @@ def test_dst_sparsifies_and_stays_accurate_on_real_digits():
     assert m["compression"] > 1.5
 
 
-def test_sparsity_log_counts_mask_zero_to_one_transitions():
+@pytest.mark.parametrize("kernel", dst.KERNELS)
+def test_sparsity_log_counts_mask_zero_to_one_transitions(kernel):
     from types import SimpleNamespace
     torch.manual_seed(0)
-    net = torch.nn.Sequential(dst.MaskedLinear(6, 4, reset="off"))
+    net = torch.nn.Sequential(dst.MaskedLinear(6, 4, reset="off", kernel=kernel))
     layer = net[0]
     state = SimpleNamespace(model=net, epoch=0, step=0)
     log = dst.SparsityLog()
@@ -237,9 +238,13 @@ def test_sparsity_log_counts_mask_zero_to_one_transitions():
         with torch.no_grad():
             layer.threshold.fill_(t)
         layer.masked_weight()
-        masks.append(layer.last_mask.bool())
+        masks.append(layer.last_mask.bool())      # a copy: the compiled kernel reuses its mask buffers
+        layer.eval()
+        layer.mask()                               # evaluation forwards between steps change no count
+        layer.train()
         log.after_step(state)
         state.step += 1
+    assert layer.kernel_used() == kernel
     want = sum(int((b & ~a).sum()) for a, b in zip(masks, masks[1:]))
     assert want > 0 and log.revived == want
     assert [r["step"] for r in log.steps] == [0, 1, 2, 3]
@@ -273,3 +278,46 @@ def test_the_allocator_is_tuned_once_and_can_be_left_alone(monkeypatch):
     monkeypatch.delenv("REPLICATE_MALLOC_TUNE")
     first = train.tune_allocator()
     assert isinstance(first, bool) and train.tune_allocator() is first and len(train._ALLOCATOR_TUNED) == 1
+
+
+def test_the_compiled_kernel_counts_the_same_revived_weights_as_the_eager_one_through_training():
+    """Whole fits of a masked LeNet-300-100 with each kernel, a reset firing on the way: the same revived-weight
+    count, resets and remaining ratios (the compiled forward counts them in its kernel, the eager log by dot
+    products)."""
+    from replicate import data, models, train
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    ds = data.Dataset("synthetic", x, y, x[:64], y[:64], 10, "seeded random")
+    out = {}
+    for kernel in dst.KERNELS:
+        torch.manual_seed(1)
+        model = dst.to_masked(models.build("lenet300-100", (1, 28, 28), 10), kernel=kernel)
+        with torch.no_grad():
+            layers = list(dst.masked_layers(model).values())
+            layers[0].threshold.fill_(0.02)
+            layers[2].threshold.fill_(5.0)                   # keeps nothing: the reset rule fires at the first step
+        log = dst.SparsityLog()
+        hist = train.fit(model, ds, epochs=2, batch_size=32, lr=0.05, momentum=0.9, callbacks=[log],
+                         penalty=dst.penalty_fn(model, "exp", 1e-3), progress=False)
+        out[kernel] = (log.revived, [m.resets for m in layers], [h["remaining"] for h in hist])
+        assert {m.kernel_used() for m in layers} == {kernel}
+    assert out["compiled"][0] == out["eager"][0] > 0
+    assert out["compiled"][1] == out["eager"][1] == [0, 0, 1]
+    for a, b in zip(out["compiled"][2], out["eager"][2]):
+        assert a == pytest.approx(b, abs=1e-3)
+
+
+@pytest.mark.parametrize("granularity", dst.GRANULARITIES)
+def test_the_one_node_exp_penalty_equals_the_formulas_autograd_chain_bit_for_bit(granularity):
+    from replicate import models
+    torch.manual_seed(0)
+    model = dst.to_masked(models.build("lenet300-100", (1, 28, 28), 10), granularity=granularity)
+    ts = [m.threshold for m in dst.masked_layers(model).values()]
+    with torch.no_grad():
+        for t in ts:
+            t.normal_(0, 0.3)
+    fused = dst.penalty_fn(model, "exp", 5e-4)()
+    chain = 5e-4 * sum(torch.exp(-t).sum() for t in ts)
+    assert fused.item() == chain.item()
+    for a, b in zip(torch.autograd.grad(fused * 1.7, ts), torch.autograd.grad(chain * 1.7, ts)):
+        assert torch.equal(a, b)
