@@ -384,10 +384,17 @@ def module_group(matrix: str) -> str:
             "fc2": "feed-forward", "w": "recurrent", "out": "decoder"}.get(last, "other")
 
 
+def block_of(matrix: str) -> int | None:
+    """The index of the layer (Transformer block, SRU layer) a weight matrix sits in: the first integer in its
+    dotted name; None for a matrix outside the stack (the decoder)."""
+    return next((int(part) for part in matrix.split(".") if part.isdigit()), None)
+
+
 def kept_per_matrix(record, model: str, vocab: int) -> list:
-    """Per gated matrix of a finished FLOP run of `model` (vocabulary `vocab`): its part (module_group), kept
-    and full rank, the weights its exported pair keeps ((d_in + d_out) x kept rank), its dense size and the
-    kept fraction of it. Shapes come from the model built on the meta device, kept ranks from the record."""
+    """Per gated matrix of a finished FLOP run of `model` (vocabulary `vocab`): its part (module_group), its
+    block (block_of), kept and full rank, the weights its exported pair keeps ((d_in + d_out) x kept rank),
+    its dense size and the kept fraction of it. Shapes come from the model built on the meta device, kept
+    ranks from the record."""
     import torch
 
     from .. import models
@@ -398,8 +405,8 @@ def kept_per_matrix(record, model: str, vocab: int) -> list:
     for name, k in record["metrics"]["kept_rank"].items():
         m = sizes[name]
         kept = (m["d_in"] + m["d_out"]) * k
-        rows.append({"matrix": name, "part": module_group(name), "kept_rank": k, "full_rank": m["full_rank"],
-                     "kept": kept, "dense": m["dense"], "kept_fraction": kept / m["dense"]})
+        rows.append({"matrix": name, "part": module_group(name), "block": block_of(name), "kept_rank": k,
+                     "full_rank": m["full_rank"], "kept": kept, "dense": m["dense"], "kept_fraction": kept / m["dense"]})
     return rows
 
 
