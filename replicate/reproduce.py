@@ -97,16 +97,69 @@ def _count(d: Path) -> int:
     return sum(1 for _ in d.rglob("*.json")) if d.exists() else 0
 
 
-def cost_table(per_notebook: dict, store_dir: Path) -> str:
+def longest_chain(durations: dict, parents: dict) -> float:
+    """The longest total duration along a chain of parents (a run cannot start before its parent is done):
+    durations {key: seconds}, parents {key: parent key or None}; parents outside `durations` count as done."""
+    memo: dict = {}
+
+    def chain(k):
+        if k not in memo:
+            p = parents.get(k)
+            memo[k] = durations[k] + (chain(p) if p in durations else 0.0)
+        return memo[k]
+    return max((chain(k) for k in durations), default=0.0)
+
+
+def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float:
+    """Seconds until `workers` processes have run every run in `durations`, a run starting only after its parent
+    (parents outside `durations` count as done), each free worker taking the ready run with the longest chain of
+    children still behind it (a greedy list schedule: an estimate, not the optimum)."""
+    import heapq
+
+    children: dict = {}
+    for k in durations:
+        p = parents.get(k)
+        if p in durations:
+            children.setdefault(p, []).append(k)
+    tail: dict = {}
+
+    def behind(k):                       # this run and its longest chain of descendants
+        if k not in tail:
+            tail[k] = durations[k] + max((behind(c) for c in children.get(k, ())), default=0.0)
+        return tail[k]
+    ready = [(-behind(k), k) for k in durations if parents.get(k) not in durations]
+    heapq.heapify(ready)
+    running: list = []                   # (finish time, key)
+    now, free = 0.0, workers
+    while ready or running:
+        while ready and free:
+            _, k = heapq.heappop(ready)
+            heapq.heappush(running, (now + durations[k], k))
+            free -= 1
+        now, done = heapq.heappop(running)
+        free += 1
+        for c in children.get(done, ()):
+            heapq.heappush(ready, (-behind(c), c))
+    return now
+
+
+def cost_table(per_notebook: dict, store_dir: Path, workers: int = 2) -> str:
     """Markdown: per notebook (in execution order), the runs it read, the recorded single-thread wall time
-    of those runs and every parent they need, and the part not already paid by an earlier notebook; the
-    last line totals the runs a from-scratch execution trains once each. Recorded times come from the
-    runs' provenance (one thread each, on whatever load the machine had then), not from a timed
-    from-scratch execution."""
+    of those runs and every parent they need, and the part not already paid by an earlier notebook; then
+    two estimates for `workers` processes, from the same recorded times: the notebook alone from an empty
+    store (schedule_makespan of all its runs) and its longest chain of parents (no number of workers makes
+    it shorter). The last line totals the runs a from-scratch execution trains once each, and `make
+    reproduce-all FRESH=1` (notebooks one after another, each training only what earlier ones did not).
+    Recorded times come from the runs' provenance (one thread each, on whatever load the machine had then),
+    not from a timed from-scratch execution."""
     from .config import RunConfig
     from .store import Store
 
     records = {r["key"]: r for r in Store(store_dir).records()}
+    parent_of = {}
+    for k, r in records.items():
+        parent = RunConfig.from_dict(r["config"]).parent
+        parent_of[k] = parent.key if parent is not None else None
 
     def closure(keys):
         out = set()
@@ -114,22 +167,31 @@ def cost_table(per_notebook: dict, store_dir: Path) -> str:
             r = records.get(k)
             while r is not None and r["key"] not in out:
                 out.add(r["key"])
-                parent = RunConfig.from_dict(r["config"]).parent
-                r = records.get(parent.key) if parent is not None else None
+                p = parent_of[r["key"]]
+                r = records.get(p) if p is not None else None
         return out
 
-    def hours(keys):
-        return sum(records[k]["provenance"].get("wall_time_s") or 0.0 for k in keys) / 3600
+    def seconds(keys):
+        return {k: records[k]["provenance"].get("wall_time_s") or 0.0 for k in keys}
 
-    lines = ["| notebook | runs read | runs with parents | recorded hours | new hours (not in an earlier notebook) |",
-             "|---|---|---|---|---|"]
+    def hours(keys):
+        return sum(seconds(keys).values()) / 3600
+
+    lines = [f"| notebook | runs read | runs with parents | recorded hours | new hours (not in an earlier notebook) "
+             f"| alone from scratch, {workers} workers (min) | longest chain of parents (min) |",
+             "|---|---|---|---|---|---|---|"]
     paid: set = set()
+    suite = 0.0
     for nb, keys in per_notebook.items():
         allk = closure(keys)
         new = allk - paid
         paid |= allk
-        lines.append(f"| {nb} | {len(keys)} | {len(allk)} | {hours(allk):.2f} | {hours(new):.2f} |")
-    lines.append(f"| **all, each run once** | | {len(paid)} | | **{hours(paid):.2f}** |")
+        suite += schedule_makespan(seconds(new), parent_of, workers)
+        alone = schedule_makespan(seconds(allk), parent_of, workers)
+        lines.append(f"| {nb} | {len(keys)} | {len(allk)} | {hours(allk):.2f} | {hours(new):.2f} | {alone / 60:.0f} "
+                     f"| {longest_chain(seconds(allk), parent_of) / 60:.0f} |")
+    lines.append(f"| **all, each run once** | | {len(paid)} | | **{hours(paid):.2f}** | **{suite / 3600:.1f} h** "
+                 f"(notebooks in order) | {longest_chain(seconds(paid), parent_of) / 60:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -92,3 +92,19 @@ def test_cost_table_counts_parents_and_each_run_once(tmp_path):
     assert rows[0][0].strip() == "a.ipynb" and rows[0][2].strip() == "2"              # its run and the parent
     assert float(rows[0][4]) == round(hours(rec_c, rec_d), 2) and float(rows[1][4]) == 0.0  # b's run was paid by a
     assert rows[2][2].strip() == "2"
+    assert rows[0][5].strip() == f"{hours(rec_c, rec_d) * 60:.0f}"          # a child waits for its parent
+
+
+def test_the_schedule_estimate_respects_parents_and_workers():
+    from replicate.reproduce import longest_chain, schedule_makespan
+    d = {"a": 10.0, "b": 5.0, "c": 5.0, "d": 4.0, "e": 3.0}
+    parents = {"b": "a", "c": "a", "d": "x"}       # x is outside: already done
+    assert longest_chain(d, parents) == 15.0
+    assert schedule_makespan(d, parents, workers=1) == 27.0                   # one worker: the sum
+    # two workers: a (10) with d (4) then e (3, ends at 7); b and c start at 10 and end at 15
+    assert schedule_makespan(d, parents, workers=2) == 15.0
+    assert schedule_makespan(d, parents, workers=8) == 15.0                   # never below the longest chain
+    # the run with the longest chain behind it goes first: b (then c) before a and e, which fill the other worker
+    assert schedule_makespan({"a": 4.0, "b": 4.0, "c": 4.0, "e": 4.0}, {"c": "b"}, workers=2) == 8.0
+    assert schedule_makespan({"a": 4.0, "e": 4.0, "b": 4.0, "c": 4.0}, {"c": "b"}, workers=2) == 8.0
+    assert schedule_makespan({}, {}, workers=2) == 0.0
