@@ -271,6 +271,16 @@ def kernel_for(profile: str | None) -> str:
 class _Masked:
     """Shared logic of the masked Linear and Conv2d layers."""
 
+    # Per-forward state, set several times a step: plain attributes, skipping nn.Module.__setattr__'s checks
+    # for parameters, buffers and submodules (which these never are).
+    _PLAIN = frozenset({"_stash", "last_mask", "_last_kept", "last_revived", "_prev", "_mask_bufs"})
+
+    def __setattr__(self, name, value):
+        if name in _Masked._PLAIN:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def _init_mask(self, granularity, estimator, reset, step_at_zero, kernel="eager"):
         check_choice("granularity", granularity, GRANULARITIES)
         check_choice("estimator", estimator, ESTIMATORS)
