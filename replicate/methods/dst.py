@@ -307,7 +307,8 @@ class _Masked:
     def _mask_buffers(self):
         """(the previous training forward's mask, the buffer this forward writes) for the compiled kernel."""
         w = self.weight
-        if self._mask_bufs is None or self._mask_bufs[0].shape != w.shape or self._mask_bufs[0].device != w.device:
+        b = self._mask_bufs
+        if b is None or b[0].shape != w.shape or b[0].device != w.device or b[0].dtype != w.dtype:
             self._mask_bufs = [torch.ones_like(w, memory_format=torch.contiguous_format).detach() for _ in range(2)]
         return self._mask_bufs[self._prev], self._mask_bufs[1 - self._prev]
 
