@@ -498,6 +498,13 @@ def test_the_study_plans_are_valid_configurations():
     assert rows["blocks.1.fc1"]["kept_fraction"] == 0 and rows["blocks.1.fc1"]["full_rank"] == 128
     assert rows["out"]["kept"] == 158 * 20 and rows["out"]["full_rank"] == 30 and rows["out"]["part"] == "decoder"
     assert (rows["blocks.0.q"]["block"], rows["blocks.1.fc1"]["block"], rows["out"]["block"]) == (0, 1, None)
+    variants = [study.transformer_variant("cpu", 0, 0.7, label) for label in study.TRANSFORMER_VARIANTS]
+    ours = study.transformer_flop("cpu", 0, 0.7)
+    assert len({c.key for c in variants + [ours]}) == len(variants) + 1
+    assert all(c.parent == ours.parent and c.epochs == ours.epochs for c in variants)
+    assert variants[0].args["init_drop"] == 0.05 and variants[0].args["gate_lr"] is None
+    with pytest.raises(ConfigError, match="valid: official Transformer-XL settings"):
+        study.transformer_variant("cpu", 0, 0.7, "tuned")
     assert [study.block_of(n) for n in ("rnn.rnn_lst.1.weight", "blocks.12.fc2", "out")] == [1, 12, None]
     assert study.corpus_tag("kjv_char") == study.corpus_tag("kjv_word_sample") == "kjv" and study.corpus_tag("enwik8") == "enwik8"
     assert study.data_note("enwik8", "enwik8") == "enwik8" and study.data_note("kjv_char", "enwik8") == "kjv_char stands in for enwik8"

@@ -376,6 +376,22 @@ def transformer_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
     return agp_from(transformer_dense(profile, seed), transformer_plan(profile)["prune_epochs"], sparsity)
 
 
+# FLOP on the transformer with the official Transformer-XL script's settings where ours differ (notebook 04's
+# second part; brief section 2.3: log alpha trained by the model's Adam, the multipliers' Adam at lr 1, an initial
+# drop rate of 0.05), and the initial drop rate alone; on ablation_seeds. Its warm-up (64,000 steps of a run whose
+# length could not be read) and its factorized-from-scratch rank are not reproduced: warm-up and init stay ours.
+TRANSFORMER_VARIANTS = {
+    "official Transformer-XL settings": {"init_drop": 0.05, "gate_lr": None, "lambda_lr": 1.0},
+    "initial drop rate 0.05 alone": {"init_drop": 0.05},
+}
+
+
+def transformer_variant(profile: str, seed: int, target: float, label: str) -> RunConfig:
+    """FLOP on the transformer with TRANSFORMER_VARIANTS[label]'s arguments (one-line error for an unknown label)."""
+    check_choice("transformer variant", label, tuple(TRANSFORMER_VARIANTS))
+    return transformer_flop(profile, seed, target, **TRANSFORMER_VARIANTS[label])
+
+
 def module_group(matrix: str) -> str:
     """The part of a model a weight matrix belongs to: "attention" (q, k, v, o), "feed-forward" (fc1, fc2),
     "recurrent" (an SRU layer's w), "decoder" (out) or "other"."""
