@@ -259,7 +259,7 @@ def test_l0_density_penalty_is_the_kept_fraction_with_the_estimators_gradient():
     model = torch.nn.Sequential(layer)
     pen = dst.penalty_fn(model, "l0_density", 2.0)()
     q = layer.weight.abs() - 0.1
-    assert abs(float(pen) - 2.0 * float((q > 0).float().mean())) < 1e-6
+    assert abs(float(pen.detach()) - 2.0 * float((q > 0).float().mean())) < 1e-6
     pen.backward()
     h = dst.estimator_grad(q.detach(), "long_tailed")
     # d/dt_i = -alpha * sum_j H(Q_ij) / n ; d/dW = alpha * H(Q) * sign(W) / n
