@@ -157,11 +157,11 @@ def _kernels(kind: str, at_zero: int):
     """(forward, backward) compiled for one estimator and step convention, over lists of layers:
     forward(ws, ts, prevs, news) -> (W * M per layer, a 2 x layers tensor: the kept count of each layer, and
     the count of weights kept now and not in `prevs`), writing M into the preallocated `news` (writing into
-    kept buffers costs a third of returning fresh masks; one tensor of counts is read with one call);
+    kept buffers is cheaper than returning fresh masks; one tensor of counts is read with one call);
     backward(gs, ws, ts) -> (dW per layer, dt per layer). One call serves every masked layer of a model
     (batched_forward). Each is traced (make_fx) and compiled by inductor once per set of input shapes, strides
-    and dtypes, and the compiled code is then called directly: torch.compile's guards and wrappers cost
-    about 40 us per call, a tenth of a LeNet-300-100 step."""
+    and dtypes, and the compiled code is then called directly: torch.compile's guards and wrappers add a
+    fixed cost to every call, which weighed on LeNet-300-100's short step (make bench)."""
     def forward_flat(*args):
         n = len(args) // 4
         outs, kept, revived = [], [], []
@@ -518,7 +518,7 @@ class _ExpPenalty(torch.autograd.Function):
     """alpha * sum over layers of sum(exp(-t)) (eq. 5) for all layers in one autograd node, with the same
     arithmetic as the chain autograd builds from the formula (per-layer sums added in layer order, then times
     alpha; gradient -(g alpha) exp(-t)), so values and gradients are bit-identical (tested). The chain costs
-    about a dozen nodes forward and backward per step, which on LeNet-300-100 weighed as much as the masks."""
+    about a dozen nodes forward and backward per step, a noticeable share of LeNet-300-100's short step."""
 
     @staticmethod
     def forward(ctx, alpha, *ts):
