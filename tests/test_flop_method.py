@@ -498,6 +498,17 @@ def test_the_study_plans_are_valid_configurations():
     assert rows["blocks.1.fc1"]["kept_fraction"] == 0 and rows["blocks.1.fc1"]["full_rank"] == 128
     assert rows["out"]["kept"] == 158 * 20 and rows["out"]["full_rank"] == 30 and rows["out"]["part"] == "decoder"
     assert (rows["blocks.0.q"]["block"], rows["blocks.1.fc1"]["block"], rows["out"]["block"]) == (0, 1, None)
+    assert (rows["blocks.0.q"]["where"], rows["out"]["where"]) == ("block 0 attention", "decoder")
+    import pandas as pd
+    frame = pd.DataFrame([{"target": 0.5, "seed": s, **r} for s in (0, 1)
+                          for r in study.kept_per_matrix({"metrics": {"kept_rank": {"blocks.0.q": 8 * (s + 1),
+                                                                                    "blocks.0.k": 8, "blocks.1.q": 0,
+                                                                                    "blocks.1.fc1": s}}},
+                                                         "char-transformer", 30)])
+    att0 = study.kept_fractions(frame, "where").set_index("where").loc["block 0 attention"]
+    assert att0["min"] == 256 * 16 / (2 * 16384) and att0["max"] == 256 * 24 / (2 * 16384)
+    assert att0["mean"] == (att0["min"] + att0["max"]) / 2
+    assert study.removed_blocks(frame) == [(0.5, 0, 1)]                       # seed 1 kept one fc1 component
     variants = [study.transformer_variant("cpu", 0, 0.7, label) for label in study.TRANSFORMER_VARIANTS]
     ours = study.transformer_flop("cpu", 0, 0.7)
     assert len({c.key for c in variants + [ours]}) == len(variants) + 1

@@ -421,9 +421,28 @@ def kept_per_matrix(record, model: str, vocab: int) -> list:
     for name, k in record["metrics"]["kept_rank"].items():
         m = sizes[name]
         kept = (m["d_in"] + m["d_out"]) * k
-        rows.append({"matrix": name, "part": module_group(name), "block": block_of(name), "kept_rank": k,
-                     "full_rank": m["full_rank"], "kept": kept, "dense": m["dense"], "kept_fraction": kept / m["dense"]})
+        block = block_of(name)
+        rows.append({"matrix": name, "part": module_group(name), "block": block, "kept_rank": k,
+                     "full_rank": m["full_rank"], "kept": kept, "dense": m["dense"], "kept_fraction": kept / m["dense"],
+                     "where": module_group(name) if block is None else f"block {block} {module_group(name)}"})
     return rows
+
+
+def kept_fractions(frame, by: str):
+    """From kept_per_matrix rows with their "target" and "seed" (a DataFrame): per target and value of `by`
+    ("part", "where"), the fraction of the dense weights the exported model keeps, summed over the matrices
+    of each run, then its mean, min and max over seeds (columns target, <by>, mean, min, max)."""
+    per_run = frame.groupby(["target", "seed", by])[["kept", "dense"]].sum()
+    per_run = per_run.assign(fraction=per_run.kept / per_run.dense)
+    return per_run.groupby(["target", by]).fraction.agg(["mean", "min", "max"]).reset_index()
+
+
+def removed_blocks(frame):
+    """(target, seed, block) of each block whose matrices all kept rank 0, from kept_per_matrix rows with their
+    "target" and "seed" (a DataFrame); such a block is gone from the exported model but for biases."""
+    inside = frame[frame.block.notna()]
+    top = inside.groupby(["target", "seed", "block"]).kept_rank.max()
+    return [(t, s, int(b)) for (t, s, b), k in top.items() if k == 0]
 
 
 def corpus_tag(dataset: str) -> str:
