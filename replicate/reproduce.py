@@ -97,17 +97,29 @@ def _count(d: Path) -> int:
     return sum(1 for _ in d.rglob("*.json")) if d.exists() else 0
 
 
+def _chains_behind(durations: dict, parents: dict) -> tuple:
+    """(children {key: [keys]}, behind {key: seconds of the run and its longest chain of descendants}) for the
+    runs in `durations`; parents outside `durations` count as done."""
+    children: dict = {}
+    for k in durations:
+        p = parents.get(k)
+        if p in durations:
+            children.setdefault(p, []).append(k)
+    behind: dict = {}
+
+    def walk(k):
+        if k not in behind:
+            behind[k] = durations[k] + max((walk(c) for c in children.get(k, ())), default=0.0)
+        return behind[k]
+    for k in durations:
+        walk(k)
+    return children, behind
+
+
 def longest_chain(durations: dict, parents: dict) -> float:
     """The longest total duration along a chain of parents (a run cannot start before its parent is done):
     durations {key: seconds}, parents {key: parent key or None}; parents outside `durations` count as done."""
-    memo: dict = {}
-
-    def chain(k):
-        if k not in memo:
-            p = parents.get(k)
-            memo[k] = durations[k] + (chain(p) if p in durations else 0.0)
-        return memo[k]
-    return max((chain(k) for k in durations), default=0.0)
+    return max(_chains_behind(durations, parents)[1].values(), default=0.0)
 
 
 def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float:
@@ -116,18 +128,8 @@ def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float
     children still behind it (a greedy list schedule: an estimate, not the optimum)."""
     import heapq
 
-    children: dict = {}
-    for k in durations:
-        p = parents.get(k)
-        if p in durations:
-            children.setdefault(p, []).append(k)
-    tail: dict = {}
-
-    def behind(k):                       # this run and its longest chain of descendants
-        if k not in tail:
-            tail[k] = durations[k] + max((behind(c) for c in children.get(k, ())), default=0.0)
-        return tail[k]
-    ready = [(-behind(k), k) for k in durations if parents.get(k) not in durations]
+    children, behind = _chains_behind(durations, parents)
+    ready = [(-behind[k], k) for k in durations if parents.get(k) not in durations]
     heapq.heapify(ready)
     running: list = []                   # (finish time, key)
     now, free = 0.0, workers
@@ -139,7 +141,7 @@ def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float
         now, done = heapq.heappop(running)
         free += 1
         for c in children.get(done, ()):
-            heapq.heappush(ready, (-behind(c), c))
+            heapq.heappush(ready, (-behind[c], c))
     return now
 
 
