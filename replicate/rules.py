@@ -536,6 +536,33 @@ def documented() -> str:
     return D
 
 
+def drl_table3_accuracy(ours_change, fbs_change, ours_speedup, fbs_speedup, margin: float = 0.2,
+                        slack: float = 0.1) -> str:
+    """drl-table3-accuracy-*: DRL (Rr = 0.5) and FBS on ResNet-18 / ImageNet at one budget, their top-1
+    changes vs the shared base (points) and measured MAC speed-ups. Not testable when a run is missing
+    (the cpu profile runs neither); inconclusive when DRL's speed-up is below (1 - slack) x FBS's (not at
+    matched MACs) or the changes are within `margin`; supported when DRL loses less by more than `margin`;
+    contradicted when it loses more by more than `margin`."""
+    if any(_nan(v) for v in (ours_change, fbs_change, ours_speedup, fbs_speedup)):
+        return N
+    if ours_speedup < (1 - slack) * fbs_speedup:
+        return I
+    diff = ours_change - fbs_change
+    return S if diff > margin else C if diff < -margin else I
+
+
+def drl_table3_storage(ours_ratio, fbs_ratio) -> str:
+    """drl-table3-storage-*: stored parameters (x the dense backbone, overheads included) of DRL (Rr = 0.5)
+    and FBS on ResNet-18 / ImageNet. Not testable when a run is missing; supported when DRL stores less
+    than the dense backbone and FBS more; contradicted when DRL stores at least as much as the dense
+    backbone or as FBS; inconclusive otherwise (both below the dense backbone)."""
+    if _nan(ours_ratio) or _nan(fbs_ratio):
+        return N
+    if ours_ratio >= 1 or ours_ratio >= fbs_ratio:
+        return C
+    return S if fbs_ratio > 1 else I
+
+
 # claim id (regular expression, matched in full) -> (rule, the verdicts it can return)
 RULES: dict[str, tuple] = {
     r"aq-headline-lenet5(-long-base)?": (aq_headline, (S, C, I)),
@@ -583,6 +610,8 @@ RULES: dict[str, tuple] = {
     r"drl-monotone-rr-.+": (drl_monotone_rr, (S, C, I)),
     r"drl-wallclock-.+": (drl_wallclock, (S, C, I)),
     r"drl-learned-ratios-.+": (drl_learned_ratios, (S, C, I)),
+    r"drl-table3-accuracy-.+": (drl_table3_accuracy, (S, C, I, N)),
+    r"drl-table3-storage-.+": (drl_table3_storage, (S, C, I, N)),
     r"template-.+": (combine, (S, C, I, N)),
 }
 

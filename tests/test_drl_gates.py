@@ -212,8 +212,8 @@ def test_bad_arguments_raise_one_line_config_errors(call):
 
 
 def test_unknown_backbone_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="m-cifarnet, m-fashionnet, m-fashionnet-s"):
-        drl_nets.build_backbone("resnet18")
+    with pytest.raises(ConfigError, match="m-cifarnet, m-fashionnet, m-fashionnet-s, resnet18"):
+        drl_nets.build_backbone("resnet50")
 
 
 def test_m_fashionnet_sizes_match_the_planned_sizes():

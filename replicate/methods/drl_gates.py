@@ -39,6 +39,12 @@ Options where the paper and the code part ways (the paper's choice first):
 Not an option: the code keeps floor(a*C) + 1 channels when a*C is a whole number (its
 `sign(a*C - j)` counts j = a*C); we keep ceil(a*C), the paper's "ceil(d C)".
 
+A `GatedNet` gates every block of a chain (ConvChain). A `GatedResNet` gates the two 3x3
+convs of every BasicBlock of ResNet-18 (the paper's ImageNet backbone), leaving the stem, the
+1x1 shortcuts, the classifier and so the residual stream at full width (class docstring);
+`sites` describes either network as its convs in execution order, each with the gated layer
+("slot") whose mask its input and output channels follow, and every counter below walks it.
+
 Accounting: `conv_macs` counts kept inputs x kept outputs per input sample, so a pruned
 channel saves work in its own layer and in the next; `network_macs` sums a chain and
 returns gate overhead apart; `agent_macs` is the runtime agent's cost; `param_counts`
@@ -56,7 +62,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, check_choice
-from ..models.drl_nets import ConvChain
+from ..models.drl_nets import ConvChain, ResNetBackbone
 
 MIN_RATIO = 0.1            # actions are clamped to [MIN_RATIO, 1] (the code's alpha)
 SIGN_RULES = ("paper", "code")
@@ -127,8 +133,10 @@ class GatedConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, *, runtime_gate: bool = True, rr: float | None = None,
                  runtime_ratio: float = 1.0, static_ratio: float = 1.0, static_map: nn.Module | None = None,
                  sign_rule: str = "paper", static_floor: bool = True, min_ratio: float = MIN_RATIO,
-                 gate_init_std: float = 0.0):
+                 gate_init_std: float = 0.0, relu: bool = True):
         super().__init__()
+        self.relu = relu          # False: the second conv of a residual block (ReLU after the addition)
+        self.out_index = None     # after export_static of a residual block: where its kept channels go
         check_choice("sign_rule", sign_rule, SIGN_RULES)
         if conv.groups != 1:
             raise ConfigError(f"channel gates need an ungrouped convolution, got groups={conv.groups}")
@@ -207,7 +215,8 @@ class GatedConv(nn.Module):
         self.last_keep = keep
         z = self.bn(self.conv(x))
         u = self.unified_importance(u_r, u_s[None, :])
-        return ((z * u[:, :, None, None] + self.beta[None, :, None, None]) * keep[:, :, None, None]).relu()
+        y = (z * u[:, :, None, None] + self.beta[None, :, None, None]) * keep[:, :, None, None]
+        return y.relu() if self.relu else y
 
 
 class GatedNet(nn.Module):
@@ -243,25 +252,131 @@ class GatedNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-def to_gated(backbone: ConvChain, **layer_options) -> GatedNet:
-    """A gated copy of the backbone (the backbone itself is left untouched)."""
+class GatedResNet(nn.Module):
+    """A ResNet backbone (drl_nets.ResNetBackbone) with the two 3x3 convs of every BasicBlock gated,
+    in execution order (`layers[2b]`, `layers[2b + 1]` for block b): the block's first conv
+    (input: the residual stream, full width; output: the block's inner channels, then ReLU)
+    and its second (input: the inner channels; output: its pruned channels are zero before the
+    addition, so the block adds nothing to them and the shortcut carries them unchanged; ReLU
+    after the addition). The stem, the 1x1 downsampling shortcuts and the classifier are not
+    gated: the residual stream stays full width, as gating it per input would make every block
+    of a stage skip the same channels. `policy` as GatedNet's."""
+
+    def __init__(self, backbone, layer_class: type | None = None, **layer_options):
+        super().__init__()
+        self.static_map = layer_options.get("static_map")
+        layer_class = layer_class or GatedConv
+        net = backbone.net
+        self.register_buffer("mean", backbone.mean.clone(), persistent=False)
+        self.register_buffer("std", backbone.std.clone(), persistent=False)
+        self.stem_conv, self.stem_bn, self.pool = net.conv1, net.bn1, net.maxpool
+        layers, shortcuts = [], []
+        for block in backbone.blocks:
+            layers.append(layer_class(block.conv1, block.bn1, relu=True, **layer_options))
+            layers.append(layer_class(block.conv2, block.bn2, relu=False, **layer_options))
+            shortcuts.append(block.downsample if block.downsample is not None else nn.Identity())
+        self.layers, self.shortcuts, self.fc = nn.ModuleList(layers), nn.ModuleList(shortcuts), net.fc
+
+    set_rr = GatedNet.set_rr
+    set_ratios = GatedNet.set_ratios
+
+    def forward(self, x, policy=None):
+        x = (x - self.mean) / self.std
+        x = self.pool(self.stem_bn(self.stem_conv(x)).relu())
+        for b, shortcut in enumerate(self.shortcuts):
+            y = x
+            for t in (2 * b, 2 * b + 1):
+                layer = self.layers[t]
+                a_r, a_s = policy(t, layer, y) if policy is not None else (None, None)
+                y = layer(y, a_r, a_s)
+            idx, s = self.layers[2 * b + 1].out_index, shortcut(x)
+            x = (s + y if idx is None else s.index_add(1, idx, y)).relu()
+        return self.fc(x.mean((2, 3)))
+
+    def sites(self, input_hw) -> tuple:
+        return resnet_sites(self.stem_conv, self.stem_bn, self.pool, [(m.conv, m.bn) for m in self.layers],
+                            list(self.shortcuts), input_hw)
+
+
+def resnet_sites(stem_conv, stem_bn, pool, slots, shortcuts, input_hw) -> tuple:
+    """A ResNet's convs in execution order, as `sites` describes them; `slots` the (conv, BN) of
+    the two 3x3 convs of every block, `shortcuts` each block's downsampling (a 1x1 conv + BN
+    Sequential) or anything else for an identity."""
+    hw = conv_output_hw(stem_conv, input_hw)
+    out = [(stem_conv, stem_bn, tuple(input_hw), INPUT, None)]
+    hw = conv_output_hw(pool, hw)
+    for b, shortcut in enumerate(shortcuts):
+        (conv1, bn1), (conv2, bn2) = slots[2 * b], slots[2 * b + 1]
+        out.append((conv1, bn1, hw, None, 2 * b))
+        inner = conv_output_hw(conv1, hw)
+        out.append((conv2, bn2, inner, 2 * b, 2 * b + 1))
+        if isinstance(shortcut, nn.Sequential):
+            out.append((shortcut[0], shortcut[1], hw, None, None))
+        hw = conv_output_hw(conv2, inner)
+    return out, None
+
+
+def _is_resnet(model) -> bool:
+    return isinstance(model, (GatedResNet, ResNetBackbone))
+
+
+INPUT = -1        # a site's input slot when it reads the image
+
+
+def sites(model, input_hw) -> tuple:
+    """The network's convs in execution order as (conv, bn, input_hw, in_slot, out_slot), and the
+    slot the classifier reads. A slot indexes the gated convs (`convs_of`, a GatedNet's or
+    GatedResNet's `layers`, one mask each): out_slot is the conv's own (None: not gated, all
+    output channels), in_slot the one whose output channels are this conv's input (None: a full
+    width input, INPUT: the image). A chain: conv l reads slot l - 1; a ResNet: `resnet_sites`."""
+    if isinstance(model, GatedResNet):
+        return model.sites(input_hw)
+    if isinstance(model, ResNetBackbone):
+        net = model.net
+        return resnet_sites(net.conv1, net.bn1, net.maxpool,
+                            [pair for blk in model.blocks for pair in ((blk.conv1, blk.bn1), (blk.conv2, blk.bn2))],
+                            [blk.downsample for blk in model.blocks], input_hw)
+    out, hw = [], tuple(input_hw)
+    layers = model.layers if isinstance(model, GatedNet) else model.blocks if isinstance(model, ConvChain) else None
+    for slot, conv in enumerate(convs_of(model)):
+        bn = layers[slot].bn if layers is not None else None
+        out.append((conv, bn, hw, INPUT if slot == 0 else slot - 1, slot))
+        hw = conv_output_hw(conv, hw)
+    return out, len(out) - 1
+
+
+def to_gated(backbone, **layer_options):
+    """A gated copy of the backbone (the backbone itself is left untouched): a GatedNet for a
+    ConvChain, a GatedResNet for a ResNet."""
+    if isinstance(backbone, ResNetBackbone):
+        return GatedResNet(copy.deepcopy(backbone), **layer_options)
     return GatedNet(copy.deepcopy(backbone), **layer_options)
 
 
 # --- accounting -----------------------------------------------------------------------------------
 
 def convs_of(model) -> list:
-    """The chain's conv layers: of a GatedNet, a ConvChain, or a list of convs / GatedConvs."""
-    if isinstance(model, GatedNet):
+    """The gated (or gateable) conv layers, one per slot: of a GatedNet or GatedResNet, a ConvChain,
+    a ResNet (the two 3x3 convs of every block), or a list of convs / GatedConvs."""
+    if isinstance(model, (GatedNet, GatedResNet)):
         return [layer.conv for layer in model.layers]
     if isinstance(model, ConvChain):
         return [b.conv for b in model.blocks]
+    if isinstance(model, ResNetBackbone):
+        return [c for b in model.blocks for c in (b.conv1, b.conv2)]
     return [m.conv if isinstance(m, GatedConv) else m for m in model]
 
 
-def conv_output_hw(conv: nn.Conv2d, hw) -> tuple:
+def _pair(v) -> tuple:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def conv_output_hw(conv, hw) -> tuple:
+    """Output size of a Conv2d (or a MaxPool2d) on an input of size hw."""
+    two = _pair
     return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, p, d, k, s in zip(hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride))
+                 for n, p, d, k, s in zip(hw, two(conv.padding), two(conv.dilation), two(conv.kernel_size),
+                                          two(conv.stride)))
 
 
 def _kept(mask, full: int) -> torch.Tensor:
@@ -283,48 +398,57 @@ def conv_macs(in_mask, out_mask, layer, input_hw) -> torch.Tensor:
 
 
 def network_macs(model, input_hw, masks=None, input_mask=None) -> dict:
-    """MACs of a chain per input sample, from per-layer keep masks (default: a GatedNet's masks
-    of its last forward; all channels for a plain chain). The backbone count is the convs plus
-    the classifier (which reads only the last layer's kept channels); `gates` (the runtime gates
-    f, which read the kept inputs and score every output channel) is kept apart, as is `dense`,
-    the full-width backbone. Tensors are per sample; see `agent_macs` for the agent."""
-    convs = convs_of(model)
+    """MACs of a network per input sample, from per-slot keep masks (default: a gated net's masks
+    of its last forward; all channels for a plain backbone), each conv counted from the masks of
+    its input and output channels (`sites`). The backbone count is the convs plus the classifier
+    (which reads only the kept channels of its slot); `gates` (the runtime gates f, which read the
+    kept inputs and score every output channel) is kept apart, as is `dense`, the full-width
+    backbone. `input_mask` marks kept image channels. Tensors are per sample; see `agent_macs`
+    for the agent."""
+    site_list, fc_slot = sites(model, input_hw)
+    gated = isinstance(model, (GatedNet, GatedResNet))
     if masks is None:
-        masks = [layer.last_keep for layer in model.layers] if isinstance(model, GatedNet) else [None] * len(convs)
-    gated = [layer.gate is not None for layer in model.layers] if isinstance(model, GatedNet) else [False] * len(convs)
+        masks = [layer.last_keep for layer in model.layers] if gated else [None] * len(convs_of(model))
+
+    def mask(slot):
+        return input_mask if slot == INPUT else None if slot is None else masks[slot]
+
     per_layer, gates, dense = [], torch.tensor(0.0, dtype=torch.float64), 0.0
-    hw, prev = tuple(input_hw), input_mask
-    for conv, mask, has_gate in zip(convs, masks, gated):
-        per_layer.append(conv_macs(prev, mask, conv, hw))
+    for conv, _, hw, i, o in site_list:
+        per_layer.append(conv_macs(mask(i), mask(o), conv, hw))
         dense += float(conv_macs(None, None, conv, hw))
-        if has_gate:
-            gates = gates + _kept(prev, conv.in_channels) * conv.out_channels
-        hw, prev = conv_output_hw(conv, hw), mask
+        if gated and o is not None and model.layers[o].gate is not None:
+            gates = gates + _kept(mask(i), conv.in_channels) * conv.out_channels
     conv_total = sum(per_layer)
     fc = getattr(model, "fc", None)
-    fc_macs = _kept(prev, fc.in_features) * fc.out_features if fc is not None else torch.tensor(0.0, dtype=torch.float64)
+    fc_macs = (_kept(mask(fc_slot), fc.in_features) * fc.out_features if fc is not None
+               else torch.tensor(0.0, dtype=torch.float64))
     dense += fc.in_features * fc.out_features if fc is not None else 0
     return {"per_layer": per_layer, "conv": conv_total, "fc": fc_macs, "backbone": conv_total + fc_macs,
             "gates": gates, "dense": dense}
 
 
 def ratio_macs(model, ratios, input_hw, rule: str = "paper") -> float:
-    """Conv MACs of the chain when layer l keeps a fraction ratios[l] of its output channels
-    (image channels unscaled): the budget consumption the agents are rewarded on (no rounding,
-    unless `rule` = "code", the released code's version; module docstring)."""
+    """Conv MACs of the network when gated slot l keeps a fraction ratios[l] of its output channels
+    (image channels and ungated convs' channels unscaled): the budget consumption the agents are
+    rewarded on (no rounding, unless `rule` = "code", the released code's version for a chain;
+    module docstring)."""
     check_choice("consumption rule", rule, CONSUMPTION_RULES)
     convs = convs_of(model)
     if len(ratios) != len(convs):
         raise ConfigError(f"{len(ratios)} ratios for {len(convs)} conv layers")
-    total, hw, prev = 0.0, tuple(input_hw), 1.0
-    for conv, r in zip(convs, ratios):
+    if rule == "code" and _is_resnet(model):
+        raise ConfigError("the 'code' consumption rule is the released code's, defined for a chain of convs; "
+                          "use rule='paper' for a ResNet")
+    total = 0.0
+    for conv, _, hw, i, o in sites(model, input_hw)[0]:
         h, w = conv_output_hw(conv, hw)
         unit = conv.kernel_size[0] * conv.kernel_size[1] * h * w
+        r_in = 1.0 if i is None or i == INPUT else float(ratios[i])
         if rule == "paper":
-            total += unit * (prev * conv.in_channels) * (r * conv.out_channels)
+            total += unit * (r_in * conv.in_channels) * ((1.0 if o is None else float(ratios[o])) * conv.out_channels)
         else:
-            total += unit * round(prev * conv.in_channels) * round(prev * conv.out_channels)
-        hw, prev = (h, w), float(r)
+            total += unit * round(r_in * conv.in_channels) * round(r_in * conv.out_channels)
     return total
 
 
@@ -393,7 +517,7 @@ def channel_metrics(measured: dict, backbone_params: int, overhead_params: int, 
             "dense_macs": dense, "effective_macs": round(mean), "theoretical_speedup": dense / mean}
 
 
-def deleted_counts(net: GatedNet) -> list:
+def deleted_counts(net) -> list:
     """Per layer, how many channels can never be kept at the stored static ratio and Rr
     (floor((1 - Rr) * |M_s|): all of M_s at Rr = 0, none at Rr = 1); they are not stored."""
     out = []
@@ -405,24 +529,35 @@ def deleted_counts(net: GatedNet) -> list:
 
 
 def param_counts(model) -> dict:
-    """Parameters that must be stored, by role. For a ConvChain: conv weights, BN affine and the
-    classifier. For a GatedNet, after deleting never-selectable channels: conv, `bn` (beta, and
-    the BN scale of layers without a runtime gate), `gate` (f: weights and biases, the biases
-    carrying the pretrained BN scale), `static` (v and h) and the classifier. `backbone` = conv +
-    bn + fc; `total` adds the gates and static importances (the agent is counted apart)."""
+    """Parameters that must be stored, by role. For a plain backbone: conv weights, BN affine and
+    the classifier. For a GatedNet or GatedResNet, after deleting never-selectable channels (from
+    their conv, BN, gate and importances, and from the inputs of the conv that reads them): conv,
+    `bn` (beta, and the BN scale of layers without a runtime gate; the affine BN of ungated convs),
+    `gate` (f: weights and biases, the biases carrying the pretrained BN scale), `static` (v and
+    h) and the classifier. `backbone` = conv + bn + fc; `total` adds the gates and static
+    importances (the agent is counted apart)."""
     count = {"conv": 0, "bn": 0, "fc": 0, "gate": 0, "static": 0}
-    if isinstance(model, GatedNet):
-        prev = model.layers[0].conv.in_channels
-        for layer, gone in zip(model.layers, deleted_counts(model)):
-            conv, kept = layer.conv, layer.conv.out_channels - gone
-            count["conv"] += conv.kernel_size[0] * conv.kernel_size[1] * prev * kept + (kept if conv.bias is not None else 0)
-            count["bn"] += kept * (1 if layer.gate is not None else 2)
-            count["gate"] += (prev * kept + kept) if layer.gate is not None else 0
-            count["static"] += kept
-            prev = kept
+    if isinstance(model, (GatedNet, GatedResNet)):
+        gone = deleted_counts(model)
+        site_list, fc_slot = sites(model, (64, 64))      # the input size does not change a count
+
+        def kept(slot, full):
+            return full if slot is None or slot == INPUT else full - gone[slot]
+
+        for conv, bn, _, i, o in site_list:
+            c_in, c_out = kept(i, conv.in_channels), kept(o, conv.out_channels)
+            count["conv"] += conv.kernel_size[0] * conv.kernel_size[1] * c_in * c_out + (c_out if conv.bias is not None else 0)
+            if o is None:                      # an ungated conv keeps its affine BN
+                count["bn"] += 2 * c_out if bn is not None and bn.affine else 0
+                continue
+            layer = model.layers[o]
+            count["bn"] += c_out * (1 if layer.gate is not None else 2)
+            count["gate"] += (c_in * c_out + c_out) if layer.gate is not None else 0
+            count["static"] += c_out
         if model.static_map is not None:
             count["static"] += sum(p.numel() for p in model.static_map.parameters())
-        count["fc"] = prev * model.fc.out_features + (model.fc.out_features if model.fc.bias is not None else 0)
+        fc = model.fc
+        count["fc"] = kept(fc_slot, fc.in_features) * fc.out_features + (fc.out_features if fc.bias is not None else 0)
     else:
         for m in model.modules():
             kind = ("conv" if isinstance(m, nn.Conv2d) else "bn" if isinstance(m, nn.BatchNorm2d)
@@ -437,30 +572,39 @@ def param_counts(model) -> dict:
 # --- physical narrowing ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def export_static(net: GatedNet) -> GatedNet:
+def export_static(net):
     """A physically narrower copy of a statically pruned net (every layer at Rr = 0): the
     channels its static masks prune are removed from the conv, BN, gate, importances and the
-    next layer's inputs, and the copy keeps every channel it has (ratios 1). In eval mode its
-    outputs equal the masked net's (pruned channels are exact zeros downstream)."""
+    inputs of the conv (or classifier) that reads them, and the copy keeps every channel it has
+    (ratios 1). In a ResNet the second conv of a block computes its kept channels only and adds
+    them into the residual stream at their places (`out_index`). In eval mode its outputs equal
+    the masked net's (pruned channels are exact zeros downstream)."""
     bad = [t for t, layer in enumerate(net.layers) if layer.rr != 0]
     if bad:
         raise ConfigError(f"export_static needs a statically pruned net (Rr = 0 in every layer); layers {bad} are not")
     out = copy.deepcopy(net)
-    prev = None
+    kept = []
     for layer in out.layers:
         u_s = layer.static_importance()
         c = u_s.numel()
         keep = ~top_mask(u_s[None], keep_count(layer.static_ratio, c, 1, layer.min_ratio, u_s.device))[0]
-        idx = keep.nonzero()[:, 0]
-        _narrow(layer, idx, prev)
+        kept.append(keep.nonzero()[:, 0])
+    site_list, fc_slot = sites(out, (64, 64))
+    for conv, _, _, i, o in site_list:
+        if o is None:
+            continue
+        layer = out.layers[o]
+        _narrow(layer, kept[o], None if i is None or i == INPUT else kept[i])
         layer.static_ratio, layer.runtime_ratio = 1.0, 1.0
-        prev = idx
-    fc = out.fc
-    new_fc = nn.Linear(len(prev), fc.out_features, fc.bias is not None).to(fc.weight.device)
-    new_fc.weight.copy_(fc.weight[:, prev])
-    if fc.bias is not None:
-        new_fc.bias.copy_(fc.bias)
-    out.fc = new_fc
+        if isinstance(out, GatedResNet) and not layer.relu:   # a block's second conv: back into the stream
+            layer.out_index = kept[o]
+    if fc_slot is not None:
+        prev, fc = kept[fc_slot], out.fc
+        new_fc = nn.Linear(len(prev), fc.out_features, fc.bias is not None).to(fc.weight.device)
+        new_fc.weight.copy_(fc.weight[:, prev])
+        if fc.bias is not None:
+            new_fc.bias.copy_(fc.bias)
+        out.fc = new_fc
     return out
 
 

@@ -1,7 +1,7 @@
 """DRL static + runtime channel pruning (Chen, Chen & Pan, NeurIPS 2020; ICLR 2020 submission §3).
 
 From a trained backbone (the parent run) every conv block becomes a gated layer
-(drl_gates.GatedConv): a runtime pruner keeps the most important channels of each input, a
+(drl_gates.GatedConv; in a ResNet, the two 3x3 convs of every block, drl_gates.GatedResNet): a runtime pruner keeps the most important channels of each input, a
 static pruner the most important channels of the layer, and the trade-off pruner's rate Rr
 mixes them (Rr = 1 runtime only, Rr = 0 static only). Two agents (rl/agents.LayerAgent, one
 step per layer) choose the preserve ratios and learn by PPO (rl/ppo.py). Algorithm 1,
@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, RunConfig, check_choice
-from ..models.drl_nets import BACKBONES
+from ..models.drl_nets import ALL_BACKBONES
 from ..rl import ppo
 from ..rl.agents import LayerAgent
 from . import drl_gates as G
@@ -81,25 +81,41 @@ POLICIES = ("agents", "uniform")
 # --- rewards -----------------------------------------------------------------------------------------
 
 def layer_units(net, input_hw) -> dict:
-    """Per conv: MACs per (input channel x output channel) pair, parameters per pair, C_in, C_out."""
-    units, weights, c_in, c_out, hw = [], [], [], [], tuple(input_hw)
-    for conv in G.convs_of(net):
+    """Per gated conv (slot): MACs per (input channel x output channel) pair, parameters per pair,
+    C_in, C_out and the slot its input channels come from (-1: a full-width input); `fixed_macs`
+    and `fixed_params`, what the ungated convs (a ResNet's stem and shortcuts) always cost."""
+    units, weights, c_in, c_out, src = [], [], [], [], []
+    fixed = {"macs": 0.0, "params": 0.0}
+    for conv, _, hw, i, o in G.sites(net, input_hw)[0]:
         out_hw = G.conv_output_hw(conv, hw)
         k = conv.kernel_size[0] * conv.kernel_size[1]
+        if o is None:
+            fixed["macs"] += k * out_hw[0] * out_hw[1] * conv.in_channels * conv.out_channels
+            fixed["params"] += k * conv.in_channels * conv.out_channels
+            continue
         units.append(k * out_hw[0] * out_hw[1])
         weights.append(k)
         c_in.append(conv.in_channels)
         c_out.append(conv.out_channels)
-        hw = out_hw
-    return {name: torch.tensor(v, dtype=torch.float64) for name, v in
-            (("macs", units), ("params", weights), ("c_in", c_in), ("c_out", c_out))}
+        src.append(-1 if i is None or i == G.INPUT else i)
+    out = {name: torch.tensor(v, dtype=torch.float64) for name, v in
+           (("macs", units), ("params", weights), ("c_in", c_in), ("c_out", c_out))}
+    out["source"] = torch.tensor(src, dtype=torch.long)
+    out["fixed_macs"], out["fixed_params"] = fixed["macs"], fixed["params"]
+    return out
 
 
-def consumption(ratios: torch.Tensor, units: torch.Tensor, c_in: torch.Tensor, c_out: torch.Tensor) -> torch.Tensor:
-    """sum_l u_l (r_{l-1} C_in_l)(r_l C_out_l) / sum_l u_l C_in_l C_out_l, r_0 = 1, per row of `ratios` (B, L)."""
+def consumption(ratios: torch.Tensor, units: torch.Tensor, c_in: torch.Tensor, c_out: torch.Tensor,
+                source: torch.Tensor | None = None, fixed: float = 0.0) -> torch.Tensor:
+    """(fixed + sum_l u_l (r_src(l) C_in_l)(r_l C_out_l)) / (fixed + sum_l u_l C_in_l C_out_l) per row
+    of `ratios` (B, L): src(l) the slot feeding conv l's input (`layer_units`' "source"; default,
+    a chain: l - 1), r = 1 for a full-width input (a chain's first conv, a ResNet block's first)."""
     r = ratios.to(torch.float64)
-    prev = torch.cat([torch.ones_like(r[:, :1]), r[:, :-1]], 1)
-    return (units * prev * c_in * r * c_out).sum(1) / (units * c_in * c_out).sum()
+    if source is None:
+        prev = torch.cat([torch.ones_like(r[:, :1]), r[:, :-1]], 1)
+    else:
+        prev = torch.where(source >= 0, r[:, source.clamp(min=0)], torch.ones_like(r))
+    return (fixed + (units * prev * c_in * r * c_out).sum(1)) / (fixed + (units * c_in * c_out).sum())
 
 
 def budget_reward(used: torch.Tensor, target: float, under_bonus: float) -> torch.Tensor:
@@ -176,7 +192,7 @@ class DRLNet(nn.Module):
         return self.gated(x, policy=policy)
 
 
-def build(backbone, a: dict, input_hw=None) -> DRLNet:
+def build(backbone, a: dict, input_hw=None) -> DRLNet:   # a ConvChain or a ResNet
     """An untrained DRLNet around (a copy of) `backbone` with the run's options."""
     gated = G.to_gated(backbone, rr=a["rr"], sign_rule=a["sign_rule"], static_floor=a["static_floor"])
     sizes = [layer.conv.in_channels + (layer.conv.out_channels if a["encoder_input"] == "in+out" else 0)
@@ -220,14 +236,18 @@ class Trainer:
         self.static_obs = (c / c.max())[:, None]                      # (L, 1): the code's constant state
         self.units = layer_units(model.gated, input_hw)
         d = torch.full((1, n), float(a["budget"]))
-        self.target = {"runtime": float(consumption(d, self.units["macs"], self.units["c_in"], self.units["c_out"])),
-                       "static": float(consumption(d, self.units["params"], self.units["c_in"], self.units["c_out"]))}
+        self.target = {kind: float(self.consumption(kind, d)) for kind in ("runtime", "static")}
         self.dense_conv = G.ratio_macs(model.gated, [1.0] * n, input_hw)
         self.input_hw = tuple(input_hw)
         self.opt = {"runtime": torch.optim.Adam(model.runtime.parameters(), lr=a["agent_lr"]),
                     "static": torch.optim.Adam(self.static.parameters(), lr=a["agent_lr"])}
         self.scale = LossScale()
         self.gen = torch.Generator().manual_seed(seed)
+
+    def consumption(self, kind: str, ratios: torch.Tensor) -> torch.Tensor:
+        """B for each row of per-layer ratios: of the dense conv MACs (runtime) or conv parameters (static)."""
+        u, unit = self.units, "macs" if kind == "runtime" else "params"
+        return consumption(ratios, u[unit], u["c_in"], u["c_out"], u["source"], u[f"fixed_{unit}"])
 
     @torch.no_grad()
     def rollout(self, x, y) -> dict:
@@ -256,19 +276,19 @@ class Trainer:
         if not torch.isfinite(ce).all():
             return {"finite": False}
         acc_reward = -ce / max(self.scale.update(float(ce.mean())), 1e-12)
-        out, u = {"finite": True, "ce": float(ce.mean())}, self.units
+        out = {"finite": True, "ce": float(ce.mean())}
         if self.train_runtime:
             if self.a["consumption"] == "masks":
                 used = G.network_macs(m.gated, self.input_hw)["conv"] / self.dense_conv
             else:
                 ratios = torch.stack(steps["runtime"]["actions"], 1).clamp(G.MIN_RATIO, 1.0)
-                used = consumption(ratios, u["macs"], u["c_in"], u["c_out"])
+                used = self.consumption("runtime", ratios)
             reward = acc_reward + budget_reward(used, self.target["runtime"], self.a["under_bonus"])
             out["runtime"] = _episodes(steps["runtime"], reward, cond, self.a["gamma"], self.a["lam"])
             out["runtime_used"], out["runtime_reward"] = float(used.mean()), float(reward.mean())
         if self.train_static:
             ratios = torch.stack(steps["static"]["actions"], 1).clamp(G.MIN_RATIO, 1.0)
-            used = consumption(ratios, u["params"], u["c_in"], u["c_out"])
+            used = self.consumption("static", ratios)
             reward = acc_reward + budget_reward(used, self.target["static"], 0.0)
             out["static"] = _episodes(steps["static"], reward, cond, self.a["gamma"], self.a["lam"])
             out["static_used"], out["static_reward"] = float(used.mean()), float(reward.mean())
@@ -321,7 +341,7 @@ def cnn_steps(forward, params, opt, stream, n: int, grad_clip, iteration: int, h
 
 
 def check_args(a: dict, model: str) -> None:
-    check_choice("DRL backbone (model)", model, tuple(BACKBONES))
+    check_choice("DRL backbone (model)", model, ALL_BACKBONES)
     G.check_ratio("budget", a["budget"])
     G.check_rr(a["rr"])
     check_choice("encoder_input", a["encoder_input"], ENCODER_INPUTS)
@@ -357,7 +377,7 @@ class DRLPrune(Method):
         enc_in = state["runtime.encoders.0.weight"].shape[1]
         a = {"budget": float(state["budget"]), "rr": rr, "sign_rule": G.SIGN_RULES[1] if sign else G.SIGN_RULES[0],
              "static_floor": bool(floor), "hidden": state["runtime.rnn.weight_hh"].shape[0],
-             "encoder_input": "in" if enc_in == model.blocks[0].conv.in_channels else "in+out",
+             "encoder_input": "in" if enc_in == G.convs_of(model)[0].in_channels else "in+out",
              "policy": "uniform" if "uniform_policy" in state else "agents"}
         net = build(model, a)
         net.load_state_dict(state)

@@ -23,7 +23,7 @@ import copy
 import torch
 
 from ..config import ConfigError, RunConfig, check_choice
-from ..models.drl_nets import BACKBONES
+from ..models.drl_nets import ALL_BACKBONES, ResNetBackbone
 from . import drl_gates as G
 from .args import ARGS
 from .base import Method, Result, register
@@ -49,16 +49,18 @@ class FBSConv(G.GatedConv):
         keep = (~G.top_mask(g.detach(), k)).to(x.dtype)
         self.last_keep, self.last_saliency = keep, g
         z = self.bn(self.conv(x)) + self.beta[None, :, None, None]
-        return (z * (g * keep)[:, :, None, None]).relu()
+        y = z * (g * keep)[:, :, None, None]
+        return y.relu() if self.relu else y
 
 
-def to_fbs(backbone, budget: float) -> G.GatedNet:
-    """An FBS-gated copy of a ConvChain backbone keeping ceil(budget C) channels per layer and input."""
-    return G.GatedNet(copy.deepcopy(backbone), layer_class=FBSConv, rr=1.0,
-                      runtime_ratio=G.check_ratio("budget", budget))
+def to_fbs(backbone, budget: float):
+    """An FBS-gated copy of a ConvChain (a GatedNet) or a ResNet (a GatedResNet: the two 3x3 convs of
+    every block, as the DRL gates) keeping ceil(budget C) channels per layer and input."""
+    cls = G.GatedResNet if isinstance(backbone, ResNetBackbone) else G.GatedNet
+    return cls(copy.deepcopy(backbone), layer_class=FBSConv, rr=1.0, runtime_ratio=G.check_ratio("budget", budget))
 
 
-def l1_penalty(net: G.GatedNet, weight: float):
+def l1_penalty(net, weight: float):
     """weight x sum over layers of ||g_l||_1, averaged over the inputs of the last forward."""
     def penalty():
         return weight * sum(layer.last_saliency.abs().sum(1).mean() for layer in net.layers)
@@ -73,7 +75,7 @@ class FBS(Method):
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)
         a = {**self.defaults, **cfg.args}
-        check_choice("FBS backbone (model)", cfg.model, tuple(BACKBONES))
+        check_choice("FBS backbone (model)", cfg.model, ALL_BACKBONES)
         G.check_ratio("budget", a["budget"])
         if isinstance(a["l1"], bool) or not isinstance(a["l1"], (int, float)) or not a["l1"] >= 0:
             raise ConfigError(f"l1 must be a number >= 0, got {a['l1']!r}")
@@ -99,7 +101,7 @@ class FBS(Method):
         return Result(net, history, extra)
 
 
-def _with_budget(net: G.GatedNet, budget: float) -> G.GatedNet:
+def _with_budget(net, budget: float):
     """The budget as a buffer, so the cached weights say which one they were trained for."""
     net.register_buffer("budget", torch.tensor(float(budget)))
     return net

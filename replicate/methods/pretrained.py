@@ -1,5 +1,6 @@
 """A published, already trained model: the starting point when training one is
-out of reach (VGG-16 on ImageNet for the sensitivity paper's Table 3).
+out of reach (VGG-16 on ImageNet for the sensitivity paper's Table 3, ResNet-18 on ImageNet for the
+DRL paper's, whose base top-1 / top-5 are those torchvision publishes for these weights).
 
 The run trains nothing (epochs must be 0). It loads torchvision's published
 weights for the model into the freshly built network and records its test
@@ -14,7 +15,7 @@ from .args import ARGS
 from .base import Method, Result, register
 
 # model -> (torchvision builder name, the weight sets it publishes)
-WEIGHTS = {"vgg16": ("vgg16", ("IMAGENET1K_V1",))}
+WEIGHTS = {"vgg16": ("vgg16", ("IMAGENET1K_V1",)), "resnet18": ("resnet18", ("IMAGENET1K_V1",))}
 
 
 def torchvision_state_dict(model: str, weights: str) -> dict:

@@ -45,6 +45,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("m-cifarnet", lambda shape, classes: drl_backbone("m-cifarnet", shape, classes), "vision", 1100.0),
     ModelSpec("m-fashionnet", lambda shape, classes: drl_backbone("m-fashionnet", shape, classes), "vision", 190.0),
     ModelSpec("m-fashionnet-s", lambda shape, classes: drl_backbone("m-fashionnet-s", shape, classes), "vision", 50.0),
+    # torchvision's ResNet-18 for ImageNet (the DRL paper's Table 3; drl_nets.ResNetBackbone): 1.8 G MACs at 224
+    ModelSpec("resnet18", lambda shape, classes: drl_backbone("resnet18", shape, classes), "vision", 11000.0),
     # per token; a character window of 64 costs about what one LeNet-300-100 image does (rough)
     ModelSpec("char-lstm", lambda shape, vocab: CharLSTM(vocab), "language", 0.05),
     # the FLOP notebooks' character model (d 256, 2 layers, 428k parameters at 64 symbols); ~2x char-lstm per token

@@ -21,6 +21,17 @@ The registry (replicate.models.MODELS) builds them through `for_input`, which ta
 image shape: the first conv reads its channels (CIFAR-10 3 x 32 x 32, Fashion-MNIST
 1 x 28 x 28); the MAC counts above are for those sizes. `narrow_chain` makes a physically
 narrower copy that keeps chosen channels of each block (the static baselines' export).
+
+The paper's ImageNet backbone (its Table 3) is not a chain:
+
+  resnet18       torchvision's ResNet-18 (a 7x7 stem, max pool, four stages of two
+                 BasicBlocks, widths 64-128-256-512, 1x1 downsampling shortcuts,
+                 average pool, FC 512->1000), normalising its input with the ImageNet
+                 mean and std itself (the suite's images are in [0, 1]); its state dict
+                 is torchvision's under "net.", so the published weights load into it.
+                 For 3 x 224 x 224: 1,813,561,344 conv MACs + 512,000 FC; 11,689,512
+                 parameters. `ResNetBackbone` is the class; the DRL and FBS gates wrap
+                 the two 3x3 convs of every block (replicate.methods.drl_gates.GatedResNet).
 """
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, check_choice
+from .vision import ImageNetNormalised
 
 
 class ConvBlock(nn.Module):
@@ -76,26 +88,57 @@ def m_fashionnet(in_channels: int = 1, num_classes: int = 10, width: int = 32) -
     return ConvChain((w, w, 2 * w, 2 * w, 4 * w, 4 * w), (1, 1, 2, 1, 2, 1), None, in_channels, num_classes)
 
 
+class ResNetBackbone(ImageNetNormalised):
+    """torchvision's ResNet-18 behind the ImageNet normalisation (module docstring)."""
+
+    def __init__(self, num_classes: int = 1000):
+        import torchvision
+
+        super().__init__(torchvision.models.resnet18(weights=None, num_classes=num_classes))
+
+    @property
+    def blocks(self) -> list:
+        """The BasicBlocks in execution order."""
+        return [b for stage in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4) for b in stage]
+
+    @property
+    def fc(self) -> nn.Linear:
+        return self.net.fc
+
 BACKBONES = {
     "m-cifarnet": m_cifarnet,
     "m-fashionnet": m_fashionnet,
     "m-fashionnet-s": lambda in_channels=1, num_classes=10: m_fashionnet(in_channels, num_classes, width=16),
 }
+RESIDUAL = {"resnet18": ResNetBackbone}       # the residual backbones (RGB only; default 1000 classes)
+ALL_BACKBONES = (*BACKBONES, *RESIDUAL)
+RESNET_MIN_SIDE = 32          # five stride-2 steps: a 32 x 32 image leaves one pixel for the last stage
 
 
-def build_backbone(name: str, in_channels: int | None = None, num_classes: int = 10) -> ConvChain:
-    """A backbone by name (`BACKBONES`); `in_channels` defaults to 3 for CIFAR, 1 for Fashion-MNIST."""
-    check_choice("DRL backbone", name, tuple(BACKBONES))
+def build_backbone(name: str, in_channels: int | None = None, num_classes: int | None = None):
+    """A backbone by name (`ALL_BACKBONES`); `in_channels` defaults to 3 for CIFAR, 1 for Fashion-MNIST,
+    `num_classes` to 10 (1000 for resnet18, ImageNet's)."""
+    check_choice("DRL backbone", name, ALL_BACKBONES)
+    if name in RESIDUAL:
+        if in_channels not in (None, 3):
+            raise ConfigError(f"{name} takes RGB images (3 channels), got {in_channels}")
+        return RESIDUAL[name](1000 if num_classes is None else num_classes)
+    num_classes = 10 if num_classes is None else num_classes
     if in_channels is None:
         return BACKBONES[name](num_classes=num_classes)
     return BACKBONES[name](in_channels, num_classes)
 
 
-def for_input(name: str, input_shape, num_classes: int = 10) -> ConvChain:
+def for_input(name: str, input_shape, num_classes: int = 10):
     """A backbone for images of shape (C, H, W); C becomes the first conv's input channels."""
     shape = tuple(input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"{name} takes images of shape (channels, height, width), got input shape {shape}")
+    if name in RESIDUAL:
+        if min(shape[1:]) < RESNET_MIN_SIDE:
+            raise ConfigError(f"{name} needs images of at least {RESNET_MIN_SIDE}x{RESNET_MIN_SIDE}, "
+                              f"got {shape[1]}x{shape[2]}")
+        return build_backbone(name, shape[0], num_classes)
     net = build_backbone(name, shape[0], num_classes)
     hw = shape[1:]
     for block in net.blocks:      # every conv must still have an output pixel

@@ -173,18 +173,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageNetVGG16(nn.Module):
-    def __init__(self, classes: int = 1000):
-        super().__init__()
-        import torchvision
+class ImageNetNormalised(nn.Module):
+    """A torchvision ImageNet network `net` that normalises its [0, 1] input with the ImageNet mean
+    and std itself; the statistics are not persistent, so the state dict stays torchvision's, under "net."."""
 
-        self.net = torchvision.models.vgg16(weights=None, num_classes=classes)
-        # not persistent: the state dict stays torchvision's, under "net."
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
         return self.net((x - self.mean) / self.std)
+
+
+class ImageNetVGG16(ImageNetNormalised):
+    def __init__(self, classes: int = 1000):
+        import torchvision
+
+        super().__init__(torchvision.models.vgg16(weights=None, num_classes=classes))
 
 
 def build_vgg16_imagenet(shape, classes):

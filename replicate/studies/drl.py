@@ -214,3 +214,82 @@ def table_rows(base: dict, runs: dict, budget: float, profile: str, agent_lr: fl
             rows.append(report.row(method_label(key), model, dataset, profile, metric, rs, fn,
                                    paper_entry(key, metric, budget), comparable=True, note=how + extra))
     return rows
+
+
+# --- notebook 04: ResNet-18 on ImageNet (the paper's Table 3), run in the paper profile only -----------
+
+IMAGENET_BUDGET, IMAGENET_RR = 0.7, 0.5   # Table 3: "overall sparsity 0.7" as FBS; the DRL row is Rr = 0.5
+# ours, not the paper's (it gives no ImageNet schedule): the CNN phases fine-tune torchvision's published weights with
+# Adam at a tenth of the CIFAR-10 lr; the agents keep the paper's lr and width; N1:N2 = 2:1 as the rebuttal's
+# CIFAR-10 schedule; 20 x 250 CNN batches of 256 is about one ImageNet epoch, and FBS gets one epoch to match
+IMAGENET = {"batch_size": 256, "lr": 1e-4, "pretrain_batches": 500, "iterations": 20, "agent_batches": 500,
+            "cnn_batches": 250, "agent_lr": 1e-6, "hidden": 128, "baseline_epochs": 1}
+IMAGENET_KINDS = ("base", "fbs", "drl")
+
+
+def imagenet(kind: str, seed: int = 0, **overrides) -> RunConfig:
+    """A run of the paper's Table 3 (ResNet-18 on ImageNet, profile "paper"): "base", torchvision's
+    published ResNet-18 (a `pretrained` run: loads the weights, trains nothing); "fbs" and "drl"
+    (Rr = 0.5) at d = 0.7 from it, with IMAGENET's schedule (`overrides` change its values)."""
+    from ..config import check_choice
+
+    check_choice("Table 3 run", kind, IMAGENET_KINDS)
+    unknown = sorted(set(overrides) - set(IMAGENET))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; valid: {', '.join(IMAGENET)}")
+    p = {**IMAGENET, **overrides}
+    base = RunConfig(method="pretrained", model="resnet18", dataset="imagenet", seed=seed, profile="paper",
+                     epochs=0, batch_size=p["batch_size"])
+    if kind == "base":
+        return base
+    child = base.replace(parent=base, optimizer="adam", lr=p["lr"])
+    if kind == "fbs":
+        return child.replace(method="fbs", epochs=p["baseline_epochs"], args={"budget": IMAGENET_BUDGET})
+    schedule = {k: p[k] for k in ("pretrain_batches", "iterations", "agent_batches", "cnn_batches", "agent_lr", "hidden")}
+    return child.replace(method="drl_prune", epochs=0, grad_clip=CNN_GRAD_CLIP,
+                         args={**schedule, "budget": IMAGENET_BUDGET, "rr": IMAGENET_RR})
+
+
+def resnet_accounting(budget: float = IMAGENET_BUDGET, rr: float = IMAGENET_RR, hidden: int = IMAGENET["hidden"]) -> dict:
+    """ResNet-18 at 224 x 224 by the same counters as `accounting`, no data: dense MACs and parameters;
+    the MAC speed-up measured from the masks when the 16 gated convs (the two 3x3 convs of every block)
+    keep ceil(d C) channels per input, and by the budget rule; the speed-up if every conv, the residual
+    stream included, kept a fraction d of its inputs and outputs (the image excepted: what gating the
+    stream too could reach); FBS's stored parameters with gates on the 16 convs and with the three 1x1
+    shortcut convs gated as well; DRL's stored parameters at Rr with every static ratio at d (before
+    training: the agents then choose their own) and its agent's MACs."""
+    import torch
+
+    from ..methods import drl_gates as G
+    from ..methods import drl_prune
+    from ..methods import fbs
+    from ..methods.args import ARGS
+    from ..models.drl_nets import build_backbone
+
+    torch.manual_seed(0)
+    hw, net = (224, 224), build_backbone("resnet18").eval()
+    m, p = G.network_macs(net, hw), G.param_counts(net)
+    gated = G.to_gated(net).eval()
+    with torch.no_grad():
+        gated(torch.rand(1, 3, *hw), policy=lambda t, layer, x: (budget, None))
+    measured = m["dense"] / float(G.network_macs(gated, hw)["backbone"].mean())
+    everywhere = 0.0
+    for conv, _, ihw, i, o in G.sites(net, hw)[0]:
+        oh, ow = G.conv_output_hw(conv, ihw)
+        r_in = 1.0 if i == G.INPUT else budget
+        everywhere += conv.kernel_size[0] * conv.kernel_size[1] * oh * ow * r_in * conv.in_channels * budget * conv.out_channels
+    everywhere += budget * net.fc.in_features * net.fc.out_features
+    fbs_gates = G.param_counts(fbs.to_fbs(net, budget))["gate"]
+    shortcut_gates = sum(b.downsample[0].in_channels * b.downsample[0].out_channels + b.downsample[0].out_channels
+                         for b in net.blocks if b.downsample is not None)
+    a = {**ARGS["drl_prune"], "rr": rr, "budget": budget, "hidden": hidden}
+    drl = drl_prune.build(net, a, hw)
+    pc = G.param_counts(drl.gated)
+    agent = drl.runtime.inference_params()
+    return {"dense_macs": m["dense"], "params": p["backbone"], "gated_convs": len(G.convs_of(net)),
+            "budget": budget, "rr": rr, "speedup_measured": measured,
+            "speedup_budget_rule": 1 / G.uniform_budget(net, budget, hw), "speedup_everywhere": m["dense"] / everywhere,
+            "fbs_params_ratio": (p["backbone"] + fbs_gates) / p["backbone"],
+            "fbs_params_ratio_with_shortcuts": (p["backbone"] + fbs_gates + shortcut_gates) / p["backbone"],
+            "drl_params_ratio": (pc["total"] + agent) / p["backbone"], "drl_parts": {**pc, "agent": agent},
+            "agent_macs_pct": 100 * G.agent_macs(net, hidden, a["encoder_input"]) / m["dense"]}
