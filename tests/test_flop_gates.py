@@ -353,3 +353,69 @@ def test_factorize_with_column_structure_gates_every_linear_without_factorizing(
     assert torch.allclose(out(x), m(x), atol=1e-5)
     with pytest.raises(ConfigError, match="unknown gate structure 'rows'"):
         factorize(m, structure="rows")
+
+
+# -- adaptive clusters: one gate per dimension of each cluster's width (the official WikiText-103 scheme) ----
+
+def _word_model(seed=0):
+    from replicate.models.language import WordSRU
+    torch.manual_seed(seed)
+    return WordSRU(50, d=16, layers=2, cutoffs=(10, 30)).eval()
+
+
+def _n(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_cluster_gates_replace_the_tables_and_tail_projections_and_count_both_sides():
+    from replicate.methods.flop_gates import WidthGated
+    dense = _word_model()
+    model = factorize(dense, clusters=True, inplace=False)
+    units = {n: m for n, m in factorized_layers(model).items() if isinstance(m, WidthGated)}
+    assert list(units) == ["embed.embeds.0", "embed.embeds.1", "embed.embeds.2", "out.tail.0.0", "out.tail.1.0"]
+    # embedding cluster i: |V_i| table rows + the projection's 16 outputs per dimension; tail i: 16 inputs + |V_i|
+    assert [u.dense_parameters() for u in units.values()] == [16 * (10 + 16), 4 * (20 + 16), 1 * (20 + 16),
+                                                              4 * (16 + 20), 1 * (16 + 20)]
+    assert [u.partner for u in units.values()] == ["embed.projs.0", "embed.projs.1", "embed.projs.2",
+                                                   "out.tail.0.1", "out.tail.1.1"]
+    # the partners are not factorized; the SRU layers and the softmax head are
+    others = [n for n, m in factorized_layers(model).items() if not isinstance(m, WidthGated)]
+    assert "out.head" in others and all(not n.startswith(("embed.", "out.tail")) for n in others)
+    with torch.no_grad():   # every gate open: the dense model's outputs
+        for m in units.values():
+            m.gates.log_alpha.fill_(10.0)
+        for m in factorized_layers(model).values():
+            m.gates.log_alpha.fill_(10.0)
+    x = torch.randint(0, 50, (2, 7), generator=_gen(1))
+    with torch.no_grad():
+        assert torch.allclose(model(x)[0], dense(x)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["flop_topk", "louizos_clamp"])
+def test_cluster_gated_model_exports_and_reloads_to_the_masked_model(rule):
+    from replicate.methods.flop import restore_exported
+    dense = _word_model()
+    model = factorize(dense, clusters=True, inplace=False, eval_rule=rule)
+    g = _gen(2)
+    with torch.no_grad():
+        for m in factorized_layers(model).values():
+            m.gates.log_alpha.copy_(torch.randn(m.gates.log_alpha.shape, generator=g) * 3)
+        model.embed.embeds[2].gates.log_alpha.fill_(-10.0)      # one cluster loses its whole width
+    model.eval()
+    x = torch.randint(0, 50, (3, 9), generator=_gen(3))
+    with torch.no_grad():
+        masked = model(x)[0]
+        layers = factorized_layers(model)
+        kept = sum(m.kept_parameters() for m in layers.values())
+        gated = sum(m.dense_parameters() for m in layers.values())
+        small = export_model(model)
+        assert torch.allclose(small(x)[0], masked, atol=1e-4)
+        assert _n(small) == _n(dense) - gated + kept
+        assert small.embed.embeds[2].weight.shape == (20, 0) and small.embed.projs[2].weight.shape == (16, 0)
+        again = restore_exported(_word_model(seed=5), small.state_dict()).eval()
+        assert torch.allclose(again(x)[0], masked, atol=1e-4)
+
+
+def test_cluster_gates_need_adaptive_clusters():
+    with pytest.raises(ConfigError, match="adaptive embedding or an adaptive softmax"):
+        factorize(nn.Sequential(nn.Linear(4, 4)), clusters=True)

@@ -358,6 +358,9 @@ def test_exported_model_is_the_masked_model(rule):
     ({"budget": "fixed", "l0_coef": -1.0}, "budget 'fixed' needs l0_coef"),
     ({"l0_coef": 0.1}, "set budget='fixed' or leave l0_coef None"),
     ({"quadratic": 1}, "quadratic must be True"),
+    ({"clusters": "yes"}, "unknown clusters 'yes'; valid: False, True"),
+    ({"clusters": True, "budget": "agp"}, "clusters=True gates the clusters' widths: it needs budget"),
+    ({"clusters": True, "structure": "columns"}, "clusters=True gates the clusters' widths: it needs budget"),
 ])
 def test_bad_arguments_are_one_line_config_errors(args, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -575,3 +578,27 @@ def test_an_exported_layer_that_kept_no_component_is_counted_not_divided_by():
     assert torch.allclose(exported(x)[0], m(x)[0], atol=1e-5)
     s = metrics.summarize(exported, example=x)
     assert s["layers"]["rnn.0.w.q"]["weights"] == 0 and s["nonzero"] > 0
+
+
+def test_cluster_gated_word_model_runs_exports_and_reloads(kjv_dir, monkeypatch):
+    """clusters=True on the word model through the store: the tables are pruned with their projections."""
+    dense = _dense(model="word-sru", dataset="kjv_word", train_size=2000, test_size=200, lr=1e-2)
+    cfg = dense.replace(method="flop", parent=dense, args={"target": 0.5, "warmup": 0.25, "clusters": True})
+    rec = runner.run(cfg)
+    m = rec["metrics"]
+    assert rec["status"] == "ok" and math.isclose(m["test_ppl_masked"], m["test_ppl"], rel_tol=1e-4)
+    assert {"embed.embeds.0", "out.tail.0.0"} <= set(m["kept_rank"]) and "embed.projs.0" not in m["kept_rank"]
+    assert m["params_exported_model"] == m["params_dense_model"] - m["params_gated_dense"] + m["params_gated_kept"]
+    monkeypatch.setenv("REPLICATE_NO_TRAIN", "1")
+    model, _ = runner.load_model(cfg)
+    assert not factorized_layers(model)
+    assert model.embed.embeds[0].weight.shape[1] == model.embed.projs[0].weight.shape[1] == m["kept_rank"]["embed.embeds.0"]
+    ds = runner.load_data(cfg)
+    assert math.exp(tasks.LanguageModel(bptt=16).evaluate(model, ds.test)["loss"]) == pytest.approx(m["test_ppl"], rel=1e-5)
+
+
+def test_cluster_gates_need_a_language_model():
+    dense = RunConfig(model="lenet300-100", dataset="mnist5k", epochs=1, profile="smoke")
+    with pytest.raises(ConfigError, match="language model with adaptive clusters") as err:
+        dense.replace(method="flop", parent=dense, args={"clusters": True}).validate()
+    assert "\n" not in str(err.value)

@@ -85,6 +85,8 @@ ARGS: dict[str, dict] = {
         "l0_coef": None,          # the fixed weight of the expected kept fraction (required with budget "fixed")
         "structure": "factorized",  # gates on the SVD components (FLOP) | "columns": on the dense layer's input
                                     # columns, no factorization (the paper's L0 baseline; init and rank unused)
+        "clusters": False,        # True: gate each adaptive cluster's width, its table included (the official
+                                  # WikiText-103 scheme; flop_gates.WidthGated); False: factorize the projections
     },
     "drl_prune": {                # DRL static + runtime channel pruning (Chen, Chen & Pan 2020): methods/drl_prune.py
         "budget": 0.5,            # d in (0, 1]: the MACs (runtime) and conv parameters (static) of every layer keeping d of its channels

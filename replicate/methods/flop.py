@@ -43,6 +43,11 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
                   target (ComponentAGP; warmup, lambda_lr and gate_lr unused).
   structure       "factorized" (FLOP) | "columns": gates on the dense layers' input columns, no factorization
                   (the paper's L0 baseline, flop_gates.ColumnGatedLinear).
+  clusters        False (ours so far): an adaptive embedding's projections and the adaptive softmax's tail
+                  projections are factorized like any nn.Linear, the tables are not pruned | True: the
+                  official WikiText-103 scheme, one gate per dimension of each cluster's width that removes
+                  the table's column with the projection's (flop_gates.WidthGated); untied, so the
+                  embedding and the softmax have separate gates. Needs a model with adaptive clusters.
   init, rank      "svd" from the trained weight (the official `dev` branch) at full rank by default, or
                   "random" factors trained from the parent's other weights (the official LM scripts train
                   factorized models from scratch).
@@ -97,6 +102,11 @@ def linear_names(model_name: str):
     except Exception:  # noqa: BLE001 - a builder that needs real data shapes: checked at run time
         return None
     return list(selectable(model))
+
+
+def models_family(model_name: str) -> str:
+    from .. import models
+    return models.spec(model_name).family
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -250,6 +260,12 @@ class FLOP(Method):
             raise ConfigError(f"flop budget 'fixed' needs l0_coef, a finite number > 0; got {a['l0_coef']!r}")
         if a["budget"] == "lagrangian" and a["l0_coef"] is not None:
             raise ConfigError("flop l0_coef is the fixed budget's weight: set budget='fixed' or leave l0_coef None")
+        check_choice("clusters", a["clusters"], (False, True))
+        if a["clusters"] and (a["budget"] == "agp" or a["structure"] != "factorized"):
+            raise ConfigError("flop clusters=True gates the clusters' widths: it needs budget 'lagrangian' or 'fixed' "
+                              "and structure 'factorized'")
+        if a["clusters"] and models_family(cfg.model) != "language":
+            raise ConfigError(f"flop clusters=True needs a language model with adaptive clusters (word-sru); got {cfg.model!r}")
         if a["rank"] is not None and (isinstance(a["rank"], bool) or not isinstance(a["rank"], int) or a["rank"] < 1):
             raise ConfigError(f"flop rank must be an integer >= 1 or None (full rank); got {a['rank']!r}")
         names = _layer_names(a["layers"])
@@ -269,7 +285,7 @@ class FLOP(Method):
         seed_everything(ctx.cfg.seed)     # the gates' initial log alpha (and random factors) come from the run's seed
         factorize(model, _layer_names(a["layers"]), init=a["init"], rank=a["rank"], beta=float(a["beta"]),
                   init_drop=float(a["init_drop"]), init_std=float(a["init_std"]), eval_rule=a["eval_rule"],
-                  sampling=a["sampling"], structure=a["structure"])
+                  sampling=a["sampling"], structure=a["structure"], clusters=a["clusters"])
         layers = factorized_layers(model)
         if a["budget"] == "agp":
             pruning = ComponentAGP(float(a["target"]), a["total"])
@@ -314,7 +330,17 @@ def restore_exported(model: nn.Module, state: dict) -> nn.Module:
     """`model` (the registry's fresh build) with the state of an exported FLOP model: every nn.Linear whose
     weights the state holds as a pair `<name>.q.weight`, `<name>.p.weight` (and `<name>.p.bias`) becomes
     that pair of layers, and one held as `<name>.select.index`, `<name>.linear.weight` a column selection
-    and a narrower layer, sized by the state (export's structure); then the state is loaded."""
+    and a narrower layer, sized by the state (export's structure); an nn.Linear or nn.Embedding the state
+    holds at another shape (a narrowed adaptive cluster, clusters=True) is rebuilt at that shape; then the
+    state is loaded."""
+    modules = dict(model.named_modules())
+    for name, m in modules.items():
+        w = state.get(f"{name}.weight")
+        if isinstance(m, (nn.Linear, nn.Embedding)) and w is not None and tuple(w.shape) != tuple(m.weight.shape):
+            owner, _, attr = name.rpartition(".")
+            new = (_linear(w, state.get(f"{name}.bias")) if isinstance(m, nn.Linear)
+                   else nn.Embedding.from_pretrained(w.clone(), freeze=False, padding_idx=m.padding_idx))
+            setattr(model.get_submodule(owner) if owner else model, attr, new)
     modules = dict(model.named_modules())
     for key in [k for k in state if k.endswith(".q.weight")]:
         name = key[: -len(".q.weight")]

@@ -52,7 +52,16 @@ Baseline structure (the paper's "L0 without factorization"): `ColumnGatedLinear`
 one gate per input column of the dense layer; it exports to a column selection and a narrower nn.Linear,
 and counts d_out weights per kept column. `factorize(..., structure="columns")` installs it instead.
 
-Not here: adaptive-embedding gates, the code's index_select training shortcut, and log_alpha clamping
+Adaptive clusters (`factorize(..., clusters=True)`, the official WikiText-103 scheme): in a model with an
+adaptive embedding (models.language.AdaptiveEmbedding) or PyTorch's adaptive softmax, each cluster's
+width gets one gate per dimension (`WidthGated`), on the output of the cluster's table (embedding) or of
+its tail's first projection (softmax); closing dimension j removes column j of the table (|V_i| weights,
+or the projection's row, d_in) and column j of the layer that reads it (the embedding's up-projection or
+the tail's output layer, d_out): |V_i| + d_out (or d_in + d_out) weights per dimension, so the tables are
+pruned too. Those layers are then not factorized; every other nn.Linear is. The official model ties the
+embedding and the softmax and shares their masks; our word model is untied, so each side has its gates.
+
+Not here: the code's index_select training shortcut, and log_alpha clamping
 (Louizos clamps to [log 1e-2, log 1e2]; FLOP does not).
 """
 from __future__ import annotations
@@ -369,7 +378,85 @@ class ColumnGatedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-GATED = (FactorizedLinear, ColumnGatedLinear)
+class WidthGated(nn.Module):
+    """One adaptive cluster's width gated (module docstring, "Adaptive clusters"): y = first(x) * z, z from a
+    HardConcrete over the k dimensions `first` produces (an nn.Embedding: a cluster's table of width k; an
+    nn.Linear: an adaptive-softmax tail's projection to its k-wide hidden layer). `partner` is the qualified
+    name of the nn.Linear that reads those k dimensions; export_model removes its input columns with this
+    layer's closed dimensions. Same counting interface as FactorizedLinear: its "rank" is k, a kept
+    dimension costs (|V_i| or d_in) + the partner's d_out weights."""
+
+    def __init__(self, first: nn.Module, partner: str, partner_out: int, **gate_options):
+        super().__init__()
+        if isinstance(first, nn.Embedding):
+            self.in_features, k = first.num_embeddings, first.embedding_dim
+        elif isinstance(first, nn.Linear):
+            self.in_features, k = first.in_features, first.out_features
+        else:
+            raise ConfigError(f"WidthGated needs an nn.Embedding or nn.Linear, got {type(first).__name__}")
+        self.first, self.partner, self.partner_out = first, partner, int(partner_out)
+        self.rank = self.out_features = k
+        self.gates = HardConcrete(k, **gate_options).to(first.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.first(x)
+        return y * self.gates(y.shape[:-1])
+
+    def dense_parameters(self) -> int:
+        return self.rank * (self.in_features + self.partner_out)
+
+    def factorized_parameters(self) -> int:
+        """No factorization: the dense size."""
+        return self.dense_parameters()
+
+    def expected_parameters(self) -> torch.Tensor:
+        return (self.in_features + self.partner_out) * self.gates.expected_l0()
+
+    def kept_index(self) -> torch.Tensor:
+        return self.gates.eval_mask().nonzero().flatten()
+
+    def kept_rank(self) -> int:
+        return int(torch.count_nonzero(self.gates.eval_mask()))
+
+    def kept_parameters(self) -> int:
+        return (self.in_features + self.partner_out) * self.kept_rank()
+
+    @torch.no_grad()
+    def export(self, merged: bool = False) -> nn.Module:
+        """`first` narrowed to the kept dimensions with the evaluation mask folded in (the partner is narrowed by
+        export_model, which knows the model)."""
+        mask = self.gates.eval_mask()
+        keep = mask.nonzero().flatten()
+        w = self.first.weight
+        if isinstance(self.first, nn.Embedding):
+            with warnings.catch_warnings():   # a cluster whose gates are all closed has a zero-width table
+                warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+                out = nn.Embedding(w.shape[0], len(keep), padding_idx=self.first.padding_idx).to(w.device, w.dtype)
+            out.weight.copy_(w[:, keep] * mask[keep])
+            return out
+        bias = None if self.first.bias is None else self.first.bias[keep] * mask[keep]
+        return _linear(w[keep] * mask[keep, None], bias)
+
+    def extra_repr(self) -> str:
+        return f"width={self.rank}, in={self.in_features}, partner={self.partner!r} (out {self.partner_out})"
+
+
+GATED = (FactorizedLinear, ColumnGatedLinear, WidthGated)
+
+
+def cluster_units(model: nn.Module) -> list:
+    """(name of the module producing a cluster's width, name of the nn.Linear reading it) for every cluster of
+    every adaptive embedding (embeds.i, projs.i: models.language.AdaptiveEmbedding's protocol, two
+    ModuleLists of equal length) and adaptive softmax tail (tail.i.0, tail.i.1) in `model`."""
+    out = []
+    for n, m in model.named_modules():
+        prefix = f"{n}." if n else ""
+        embeds, projs = getattr(m, "embeds", None), getattr(m, "projs", None)
+        if isinstance(embeds, nn.ModuleList) and isinstance(projs, nn.ModuleList) and len(embeds) == len(projs):
+            out += [(f"{prefix}embeds.{i}", f"{prefix}projs.{i}") for i in range(len(m.embeds))]
+        elif isinstance(m, nn.AdaptiveLogSoftmaxWithLoss):
+            out += [(f"{prefix}tail.{i}.0", f"{prefix}tail.{i}.1") for i in range(len(m.tail))]
+    return out
 
 
 def factorized_layers(model: nn.Module) -> dict:
@@ -413,7 +500,7 @@ def matrix_sizes(model: nn.Module, names=None) -> list:
 
 
 def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | None = None, inplace: bool = True,
-              structure: str = "factorized", **gate_options) -> nn.Module:
+              structure: str = "factorized", clusters: bool = False, **gate_options) -> nn.Module:
     """Replace selected nn.Linear modules of `model` by FactorizedLinear.from_linear(...).
 
     which: None -- every module whose type is exactly nn.Linear (subclasses such as MultiheadAttention's
@@ -422,13 +509,28 @@ def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | No
     qualified names (as in named_modules()); or a callable (name, module) -> bool over the nn.Linear modules.
     inplace=False works on a deep copy and leaves `model` untouched. structure "columns" installs
     ColumnGatedLinear (gates on the input columns, no factorization; init and rank do not apply).
-    Returns the model.
+    clusters=True first gates the width of every adaptive cluster (WidthGated, cluster_units) and leaves
+    the layers involved out of `which`. Returns the model.
     """
     check_choice("factorization init", init, INITS)
     check_choice("gate structure", structure, STRUCTURES)
+    check_choice("clusters", clusters, (False, True))
     if not inplace:
         model = copy.deepcopy(model)
-    linears = selectable(model, structure)
+    taken = set()
+    if clusters:
+        units = cluster_units(model)
+        if not units:
+            raise ConfigError("clusters=True needs a model with an adaptive embedding or an adaptive softmax "
+                              "(e.g. word-sru); this one has neither")
+        for first, partner in units:
+            owner_name, _, attr = first.rpartition(".")
+            owner = model.get_submodule(owner_name) if owner_name else model
+            setattr(owner, attr, WidthGated(model.get_submodule(first), partner,
+                                            model.get_submodule(partner).out_features, **gate_options))
+            taken |= {first, partner}
+    linears = {n: m for n, m in selectable(model, structure).items()
+               if n not in taken and not any(n.startswith(f"{t}.") for t in taken)}
     if which is None:
         names = [n for n, m in linears.items() if type(m) is nn.Linear or is_low_rank(m)]
     elif callable(which):
@@ -486,11 +588,17 @@ def hard_sparsity(model: nn.Module, total: str = "dense") -> float:
 
 @torch.no_grad()
 def export_model(model: nn.Module) -> nn.Module:
-    """Replace every FactorizedLinear of `model` (in place) by its export(): the physically smaller model."""
+    """Replace every gated layer of `model` (in place) by its export(): the physically smaller model. A
+    WidthGated layer's partner loses the input columns of its closed dimensions."""
     for name, layer in list(factorized_layers(model).items()):
         owner_name, _, attr = name.rpartition(".")
         if not attr:
             raise ConfigError("export_model() needs a model that contains FactorizedLinear layers; call layer.export()")
+        if isinstance(layer, WidthGated):
+            keep, partner = layer.kept_index(), model.get_submodule(layer.partner)
+            p_owner, _, p_attr = layer.partner.rpartition(".")
+            setattr(model.get_submodule(p_owner) if p_owner else model, p_attr,
+                    _linear(partner.weight[:, keep], None if partner.bias is None else partner.bias))
         setattr(model.get_submodule(owner_name) if owner_name else model, attr, layer.export())
     return model
 

@@ -254,7 +254,7 @@ class AdaptiveEmbedding(nn.Module):
         self.projs = nn.ModuleList(nn.Linear(k, d, bias=False) for k in dims)
 
     def forward(self, x):
-        out = torch.zeros(*x.shape, self.d, device=x.device, dtype=self.embeds[0].weight.dtype)
+        out = torch.zeros(*x.shape, self.d, device=x.device, dtype=next(self.parameters()).dtype)
         for lo, hi, embed, proj in zip(self.bounds, self.bounds[1:], self.embeds, self.projs):
             sel = (x >= lo) & (x < hi)
             if sel.any():

@@ -296,7 +296,9 @@ def encoder_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
 # softmax with the same cutoffs), trained dense with the character model's optimizer settings, then pruned for
 # one epoch by FLOP or AGP to each target sparsity of all its weight matrices (every nn.Linear: the embedding's
 # projections, the SRU layers, the softmax's head and tail projections; the embedding tables are not pruned).
-# Unlike the official code, the embedding and the softmax are not tied and do not share gates.
+# Unlike the official code, the embedding and the softmax are not tied and do not share gates. With clusters=True
+# (notebook 05's second part) FLOP gates each cluster's width instead, the official WikiText-103 scheme: the tables
+# are pruned with their projections (flop_gates.WidthGated), so t is then a sparsity of nearly all the weights.
 # Cost (measured, not guessed): with the target-only loss of the adaptive softmax a training step of batch 32 x
 # BPTT 64 took 0.34-0.43 s on one thread while two other runs shared the 2 cores (forward + full cross-entropy:
 # 1.5 s); an epoch of kjv_word (851k words, 415 steps) is then about 3 min.
