@@ -162,11 +162,19 @@ def _enwik8(directory: Path, size: int = 100_000_000) -> None:
     path.write_bytes(blob[:size])
 
 
+WT103_TYPES = 110_000     # more word types than the last cutoff of the paper's word model (100,000)
+
+
 def _wikitext103(directory: Path) -> None:
+    """wiki.{train,valid,test}.tokens; the training split has WT103_TYPES word types (each rare word once), so
+    that the paper-profile word model keeps all six of its adaptive clusters, as it would on WikiText-103."""
     directory.mkdir(parents=True, exist_ok=True)
     line = " = Dry run = \n the quick brown fox jumps over the lazy dog , and <unk> . \n"
-    for name, repeat in (("wiki.train.tokens", 2000), ("wiki.valid.tokens", 200), ("wiki.test.tokens", 200)):
-        (directory / name).write_text(line * repeat)
+    rare = "".join(" ".join(f"w{i}" for i in range(j, min(j + 1000, WT103_TYPES))) + " \n"
+                   for j in range(0, WT103_TYPES, 1000))
+    for name, text in (("wiki.train.tokens", line * 2000 + rare), ("wiki.valid.tokens", line * 200),
+                       ("wiki.test.tokens", line * 200)):
+        (directory / name).write_text(text)
 
 
 def _glue(directory: Path, n_train: int = 200, n_dev: int = 40) -> None:

@@ -193,6 +193,26 @@ def test_the_paper_sru_has_the_official_layout_and_size():
     assert len(small.rnn) == 3 and small.rnn[1].w.q.out_features == 16 and small.drop.p == 0.1
 
 
+def test_the_paper_word_sru_has_the_official_layout():
+    from replicate.studies import flop as study
+    with torch.device("meta"):
+        m = models.build(study.PAPER_WORD_MODEL, (), study.WT103_VOCAB)
+    bounds = (0, 10000, 20000, 40000, 60000, 100000, study.WT103_VOCAB)
+    widths = [512, 512, 256, 256, 128, 128]                # base 512, halved every 2 clusters
+    assert [tuple(e.weight.shape) for e in m.embed.embeds] == [(hi - lo, w) for lo, hi, w in zip(bounds, bounds[1:], widths)]
+    assert all(tuple(p.weight.shape) == (2048, w) for p, w in zip(m.embed.projs, widths))
+    assert len(m.rnn) == 6 and all(layer.w.q.weight.shape == (512, 2048) and layer.w.p.weight.shape == (3 * 2048, 512)
+                                   for layer in m.rnn)
+    assert m.drop.p == 0.1
+    # counted independently: tables and projections, SRU layers (2 x 2048 vectors each), PyTorch's untied softmax
+    embedding = sum((hi - lo) * w + 2048 * w for lo, hi, w in zip(bounds, bounds[1:], widths))
+    sru = 6 * (2048 * 512 + 512 * 3 * 2048 + 4 * 2048)
+    head = 2048 * (10000 + 5)
+    tails = sum(2048 * (2048 // 2 ** (i + 1)) + (2048 // 2 ** (i + 1)) * (hi - lo)
+                for i, (lo, hi) in enumerate(zip(bounds[1:], bounds[2:])))
+    assert sum(p.numel() for p in m.parameters()) == embedding + sru + head + tails
+
+
 def test_flop_gates_a_low_rank_pair_on_its_inner_dimension_and_exports_it():
     torch.manual_seed(0)
     m = CharSRU(20, d=24, layers=3, proj=6).eval()

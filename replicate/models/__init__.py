@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import check_choice
 from .bert import build_bert_base, build_minilm
 from .drl_nets import for_input as drl_backbone
-from .language import PAPER_SRU, PAPER_TRANSFORMER, CharLSTM, CharSRU, CharTransformer, WordSRU, word_cutoffs
+from .language import PAPER_SRU, PAPER_TRANSFORMER, PAPER_WORD_SRU, CharLSTM, CharSRU, CharTransformer, WordSRU, word_cutoffs
 from .vision import (VGG, VGG16_CFG, VGG_SMALL_CFG, ImageNetVGG16, LeNet5Caffe, LeNet300100, RowGRU,  # noqa: F401
                      WideResNet, build_lenet5, build_lenet300, build_vgg16_imagenet)
 
@@ -55,6 +55,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # the paper's enwik8 SRU (language.PAPER_SRU: n_d 3056, depth 6, n_proj 512; 34.5M parameters at 205 symbols)
     ModelSpec("char-sru-paper", lambda shape, vocab: CharSRU(vocab, **PAPER_SRU), "language", 8.0),
     ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab, cutoffs=word_cutoffs(vocab)), "language", 0.3),
+    # the official WikiText-103 script's layout (language.PAPER_WORD_SRU; untied softmax, a named departure)
+    ModelSpec("word-sru-paper", lambda shape, vocab: WordSRU(vocab, **PAPER_WORD_SRU), "language", 10.0),
     # the Transformer-XL stand-in (language.CharTransformer: d 128, 2 layers, 4 heads, FFN 512, one window of
     # memory; 413k parameters at 63 symbols), and the paper-scale one (language.PAPER_TRANSFORMER, 38M parameters)
     ModelSpec("char-transformer", lambda shape, vocab: CharTransformer(vocab), "language", 0.1),

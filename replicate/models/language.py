@@ -239,17 +239,19 @@ PAPER_TRANSFORMER = {"d": 512, "layers": 12, "heads": 8, "ffn": 2048, "dropout":
 class AdaptiveEmbedding(nn.Module):
     """Adaptive input embeddings (Baevski & Auli 2019), the word models' embedding in the FLOP paper: the
     vocabulary, sorted by frequency, is cut at `cutoffs` into clusters; cluster i embeds its words in
-    d / div**i dimensions and projects them up to d with its own nn.Linear (`projs.<i>`, no bias), so rare
+    d_embed / div**(i // div_freq) dimensions (d_embed defaults to d, div_freq to 1: d / div**i) and projects
+    them up to d with its own nn.Linear (`projs.<i>`, no bias), so rare
     words cost fewer parameters. FLOP factorizes and gates the projections: the kept rank of `projs.<i>` is
     the width cluster i keeps. forward(ids (...)) -> (..., d)."""
 
-    def __init__(self, vocab: int, d: int, cutoffs, div: float = 4.0):
+    def __init__(self, vocab: int, d: int, cutoffs, div: float = 4.0, d_embed: int | None = None, div_freq: int = 1):
         super().__init__()
         bounds = (0, *cutoffs, vocab)
         if any(b >= c for b, c in zip(bounds, bounds[1:])):
             raise ValueError(f"cutoffs must increase strictly between 0 and the vocabulary size {vocab}; got {list(cutoffs)}")
         self.bounds, self.d = bounds, d
-        dims = [max(1, int(d // div ** i)) for i in range(len(bounds) - 1)]
+        base = d if d_embed is None else d_embed      # cluster i's width: base / div^(i // div_freq)
+        dims = [max(1, int(base // div ** (i // div_freq))) for i in range(len(bounds) - 1)]
         self.embeds = nn.ModuleList(nn.Embedding(hi - lo, k) for lo, hi, k in zip(bounds, bounds[1:], dims))
         self.projs = nn.ModuleList(nn.Linear(k, d, bias=False) for k in dims)
 
@@ -262,6 +264,13 @@ class AdaptiveEmbedding(nn.Module):
         return out
 
 
+# The official WikiText-103 script's model (examples/wt103/train.py defaults): n_d 2048, depth 6, every SRU layer
+# projected through 512 (its ProjectedLinear), dropout 0.1, highway bias -3, an adaptive embedding of base width
+# n_e 512 on cutoffs 10k / 20k / 40k / 60k / 100k, divided by 2 every 2 clusters, projected to 2048. Its softmax is
+# tied to the embedding (same tables, projections and gates); ours is PyTorch's adaptive softmax on the same
+# cutoffs (divisor 2 per cluster, its own weights): a departure, so the model holds two sets of tables.
+PAPER_WORD_SRU = {"d": 2048, "layers": 6, "proj": 512, "dropout": 0.1, "highway_bias": -3.0,
+                  "cutoffs": (10000, 20000, 40000, 60000, 100000), "div": 2.0, "d_embed": 512, "div_freq": 2}
 WORD_CUTOFFS = (2000, 6000)   # kjv_word (12,658 words): the head cluster covers 94 % of the training tokens
 
 
@@ -278,20 +287,31 @@ def word_cutoffs(vocab: int) -> tuple:
 class WordSRU(nn.Module):
     """A word-level SRU language model with an adaptive embedding and an adaptive softmax (PyTorch's
     nn.AdaptiveLogSoftmaxWithLoss, same cutoffs, div 4): the FLOP paper's WikiText-103 model, small.
+    The options give the official script's layout (PAPER_WORD_SRU): an embedding base width `d_embed` other
+    than d, halved every `div_freq` clusters, SRU layers projected through `proj`, dropout on the embedding
+    and the SRU output, the highway bias, and the softmax's own divisor `softmax_div`.
     Cutoffs at or above the vocabulary are dropped (small vocabularies in tests and the smoke profile).
     forward(tokens (B, T), hidden) -> (log-probabilities (B, T, V), hidden): cross-entropy on them is the
     negative log-likelihood, since they are already normalised."""
 
-    def __init__(self, vocab: int, d: int = 256, layers: int = 2, cutoffs=WORD_CUTOFFS, div: float = 4.0):
+    def __init__(self, vocab: int, d: int = 256, layers: int = 2, cutoffs=WORD_CUTOFFS, div: float = 4.0,
+                 d_embed: int | None = None, div_freq: int = 1, proj: int | None = None, dropout: float = 0.0,
+                 highway_bias: float = 0.0, softmax_div: float | None = None):
         super().__init__()
         cutoffs = [c for c in cutoffs if 0 < c < vocab - 1]
-        self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div)
-        self.rnn = nn.ModuleList(SRULayer(d) for _ in range(layers))
-        self.out = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=div) if cutoffs else None
+        self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div, d_embed, div_freq)
+        self.rnn = nn.ModuleList(SRULayer(d, proj=proj, highway_bias=highway_bias) for _ in range(layers))
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.out = (nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=softmax_div or div)
+                    if cutoffs else None)
         self.full = nn.Linear(d, vocab) if not cutoffs else None
 
+    def _hidden(self, x, hidden):
+        h, states = recur(self.rnn, self.drop(self.embed(x)), hidden)
+        return self.drop(h), states
+
     def forward(self, x, hidden=None):
-        h, states = recur(self.rnn, self.embed(x), hidden)
+        h, states = self._hidden(x, hidden)
         if self.out is None:
             return torch.log_softmax(self.full(h), -1), states
         b, t, d = h.shape
@@ -302,7 +322,7 @@ class WordSRU(nn.Module):
         distribution. The adaptive softmax then scores each tail cluster only for the tokens whose target
         falls in it (about 4x faster per training step on kjv_word than forward + cross-entropy); the
         numbers are those of forward's distribution at the targets (tested)."""
-        h, states = recur(self.rnn, self.embed(x), hidden)
+        h, states = self._hidden(x, hidden)
         flat, y = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
         if self.out is None:
             return torch.log_softmax(self.full(flat), -1).gather(1, y[:, None])[:, 0], states
