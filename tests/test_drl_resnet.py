@@ -160,3 +160,32 @@ def test_resnet_errors_are_one_line():
         with pytest.raises(ConfigError, match=match) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("criterion", ["fpgm", "l1_channel"])
+def test_static_pruning_of_resnet_slices_to_the_same_outputs(criterion):
+    from replicate.methods import channel_prune as CP
+    net = _resnet()
+    keep = CP.kept_filters(net, 0.7, criterion)
+    assert [len(k) for k in keep] == [math.ceil(0.7 * c.out_channels - 1e-6) for c in G.convs_of(net)]
+    CP.zero_channels(net, keep)
+    narrow = drl_nets.narrow_resnet(net, keep).eval()
+    x = torch.rand(2, 3, *SMALL)
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), net(x), atol=1e-4)
+    assert [c.out_channels for c in G.convs_of(narrow)] == [len(k) for k in keep]
+    assert G.param_counts(narrow)["backbone"] == sum(p.numel() for p in narrow.parameters())
+    # the sliced network's MACs: each block's convs at their kept widths, the stem and shortcuts dense
+    m = CP.static_metrics(narrow, net, SMALL)
+    gated = G.to_gated(net, rr=0.0).eval()
+    gated.set_ratios(static=0.7)
+    with torch.no_grad():
+        for layer, k in zip(gated.layers, keep):     # the static importances rank the kept filters first
+            layer.static.zero_()
+            layer.static[k] = 1.0
+        gated(x)
+    assert m["macs_mean"] == float(G.network_macs(gated, SMALL)["backbone"][0])
+    again = CP.ChannelPrune(criterion).load_weights(drl_nets.build_backbone("resnet18", num_classes=10),
+                                                    narrow.state_dict()).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(x), narrow(x), atol=1e-6)

@@ -3,7 +3,10 @@
 Both keep ceil(d C) filters in every conv block of a trained ConvChain backbone (the parent
 run), remove the others physically (drl_nets.narrow_chain: the filter, its BN channel, the
 next conv's input channel, the classifier's input) and train with the run's optimizer, lr
-and epochs.
+and epochs. On a ResNet (the DRL paper's ImageNet table) the pruned convs are the two 3x3
+convs of every block, the widths DRL and FBS gate (drl_nets.narrow_resnet: the second conv
+computes its kept channels and adds them into the full-width residual stream); the stem, the
+shortcuts and the classifier keep their width.
 
   fpgm        He et al., CVPR 2019: the filters nearest the geometric median of their layer are
               the most replaceable. Score filter i by sum_j ||W_i - W_j||_2 over the layer's
@@ -19,10 +22,12 @@ exactly zero after its block, and slicing it away changes no output.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..config import RunConfig, check_choice
-from ..models.drl_nets import BACKBONES, narrow_chain
+from ..models.drl_nets import ALL_BACKBONES, ResNetBackbone, narrow_chain, narrow_resnet
 from ..train import Callback
 from . import drl_gates as G
 from .args import ARGS
@@ -42,11 +47,18 @@ def l1_scores(weight: torch.Tensor) -> torch.Tensor:
 SCORES = {"fpgm": geometric_median_scores, "l1_channel": l1_scores}
 
 
+def slots(net) -> list:
+    """(conv, BN) of every prunable conv: each block of a chain; the two 3x3 convs of every ResNet block."""
+    if isinstance(net, ResNetBackbone):
+        return net.slots()
+    return [(b.conv, b.bn) for b in net.blocks]
+
+
 def kept_filters(chain, budget: float, criterion: str) -> list:
-    """Per block, the sorted indices of the ceil(budget C) filters with the largest scores."""
+    """Per prunable conv (`slots`), the sorted indices of the ceil(budget C) filters with the largest scores."""
     out = []
-    for block in chain.blocks:
-        w = block.conv.weight
+    for conv, _ in slots(chain):
+        w = conv.weight
         k = int(G.keep_count(budget, w.shape[0], 1)[0])
         out.append(SCORES[criterion](w).topk(k).indices.sort().values)
     return out
@@ -55,12 +67,12 @@ def kept_filters(chain, budget: float, criterion: str) -> list:
 @torch.no_grad()
 def zero_channels(chain, keep: list) -> None:
     """Zero every filter outside `keep` with its BN scale and shift: the channel is 0 after its block."""
-    for block, idx in zip(chain.blocks, keep):
-        drop = torch.ones(block.conv.out_channels, dtype=torch.bool, device=idx.device)
+    for (conv, bn), idx in zip(slots(chain), keep):
+        drop = torch.ones(conv.out_channels, dtype=torch.bool, device=idx.device)
         drop[idx] = False
-        block.conv.weight[drop] = 0.0
-        block.bn.weight[drop] = 0.0
-        block.bn.bias[drop] = 0.0
+        conv.weight[drop] = 0.0
+        bn.weight[drop] = 0.0
+        bn.bias[drop] = 0.0
 
 
 class SoftPruning(Callback):
@@ -84,8 +96,8 @@ def static_metrics(narrow, parent, input_hw) -> dict:
     """channel_metrics of a physically narrowed chain against its full-width parent."""
     full = G.network_macs(parent, input_hw)
     measured = {"macs_backbone": float(G.network_macs(narrow, input_hw)["backbone"]), "macs_dense": full["dense"],
-                "kept": [{"mean": b.conv.out_channels / p.conv.out_channels, "std": 0.0}
-                         for b, p in zip(narrow.blocks, parent.blocks)]}
+                "kept": [{"mean": n.out_channels / p.out_channels, "std": 0.0}
+                         for (n, _), (p, _) in zip(slots(narrow), slots(parent))]}
     return G.channel_metrics(measured, G.param_counts(narrow)["backbone"], 0, G.param_counts(parent)["backbone"])
 
 
@@ -98,31 +110,38 @@ class ChannelPrune(Method):
     def validate(self, cfg: RunConfig) -> None:
         super().validate(cfg)
         a = {**self.defaults, **cfg.args}
-        check_choice(f"{self.name} backbone (model)", cfg.model, tuple(BACKBONES))
+        check_choice(f"{self.name} backbone (model)", cfg.model, ALL_BACKBONES)
         G.check_ratio("budget", a["budget"])
         if "soft" in a:
             check_choice("soft", a["soft"], (True, False))
 
     def load_weights(self, model, state: dict):
-        widths = [state[f"blocks.{i}.conv.weight"].shape[0] for i in range(len(model.blocks))]
-        net = narrow_chain(model, [torch.arange(w) for w in widths])
+        if isinstance(model, ResNetBackbone):
+            names = [f"net.layer{s}.{j}.conv{c}.weight" for s in range(1, 5) for j in range(2) for c in (1, 2)]
+            net = narrow_resnet(model, [torch.arange(state[n].shape[0]) for n in names])
+        else:
+            widths = [state[f"blocks.{i}.conv.weight"].shape[0] for i in range(len(model.blocks))]
+            net = narrow_chain(model, [torch.arange(w) for w in widths])
         net.load_state_dict(state)
         return net
 
     def run(self, ctx) -> Result:
         a = {**self.defaults, **ctx.cfg.args}
         parent = ctx.parent_model()
-        full = narrow_chain(parent, [torch.arange(b.conv.out_channels) for b in parent.blocks])   # a copy
+        if isinstance(parent, ResNetBackbone):
+            narrow, full = narrow_resnet, copy.deepcopy(parent)
+        else:        # a full-width copy, made as the stored records were
+            narrow, full = narrow_chain, narrow_chain(parent, [torch.arange(b.conv.out_channels) for b in parent.blocks])
         if a.get("soft"):
             soft = SoftPruning(a["budget"], self.name)
             history = ctx.fit(full, callbacks=[soft])
-            net = narrow_chain(full, soft.keep)
+            net = narrow(full, soft.keep)
         else:
-            net = narrow_chain(full, kept_filters(full, a["budget"], self.name))
+            net = narrow(full, kept_filters(full, a["budget"], self.name))
             history = ctx.fit(net)
         net.eval()
         extra = static_metrics(net, parent, tuple(ctx.input_shape[1:]))
-        extra["widths"] = [b.conv.out_channels for b in net.blocks]
+        extra["widths"] = [conv.out_channels for conv, _ in slots(net)]
         return Result(net, history, extra)
 
 

@@ -105,6 +105,58 @@ class ResNetBackbone(ImageNetNormalised):
     def fc(self) -> nn.Linear:
         return self.net.fc
 
+    def slots(self) -> list:
+        """(conv, BN) of the two 3x3 convs of every block, in execution order: the widths pruning may change."""
+        return [pair for b in self.blocks for pair in ((b.conv1, b.bn1), (b.conv2, b.bn2))]
+
+
+class NarrowBlock(nn.Module):
+    """A BasicBlock whose two 3x3 convs keep chosen channels: conv1 computes the kept inner channels, conv2
+    reads them and computes its kept output channels, which are added into the full-width residual stream
+    at their places (`out_index`); then ReLU, as torchvision's block."""
+
+    def __init__(self, block, keep1: torch.Tensor, keep2: torch.Tensor):
+        super().__init__()
+        self.conv1, self.bn1 = _narrow_conv(block.conv1, block.bn1, keep1, None)
+        self.conv2, self.bn2 = _narrow_conv(block.conv2, block.bn2, keep2, keep1)
+        self.downsample = copy.deepcopy(block.downsample)
+        self.register_buffer("out_index", keep2.clone())
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
+        s = x if self.downsample is None else self.downsample(x)
+        return s.index_add(1, self.out_index, y).relu()
+
+
+@torch.no_grad()
+def _narrow_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d, out_idx, in_idx):
+    w = conv.weight[out_idx] if in_idx is None else conv.weight[out_idx][:, in_idx]
+    new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding, bias=False).to(w.device)
+    new.weight.copy_(w)
+    nb = nn.BatchNorm2d(len(out_idx), eps=bn.eps, momentum=bn.momentum).to(w.device).train(bn.training)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(nb, name).copy_(getattr(bn, name)[out_idx])
+    nb.num_batches_tracked.copy_(bn.num_batches_tracked)
+    return new, nb
+
+
+def narrow_resnet(net: ResNetBackbone, keep) -> ResNetBackbone:
+    """A physically narrower copy of a ResNet keeping channels keep[l] (index tensors) of each slot (`slots`):
+    every block becomes a NarrowBlock. Outputs equal the full network's whenever the dropped channels were
+    zero after their BN (filter and BN affine zeroed); the stem, shortcuts and classifier are unchanged."""
+    blocks = net.blocks
+    if len(keep) != 2 * len(blocks):
+        raise ConfigError(f"{len(keep)} channel sets for {2 * len(blocks)} convs (2 per block)")
+    out = copy.deepcopy(net)
+    i = 0
+    for stage in (out.net.layer1, out.net.layer2, out.net.layer3, out.net.layer4):
+        for j in range(len(stage)):
+            k1, k2 = (torch.as_tensor(k, dtype=torch.long) for k in keep[i:i + 2])
+            stage[j] = NarrowBlock(stage[j], k1, k2)
+            i += 2
+    return out
+
+
 BACKBONES = {
     "m-cifarnet": m_cifarnet,
     "m-fashionnet": m_fashionnet,

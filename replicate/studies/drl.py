@@ -221,16 +221,17 @@ def table_rows(base: dict, runs: dict, budget: float, profile: str, agent_lr: fl
 IMAGENET_BUDGET, IMAGENET_RR = 0.7, 0.5   # Table 3: "overall sparsity 0.7" as FBS; the DRL row is Rr = 0.5
 # ours, not the paper's (it gives no ImageNet schedule): the CNN phases fine-tune torchvision's published weights with
 # Adam at a tenth of the CIFAR-10 lr; the agents keep the paper's lr and width; N1:N2 = 2:1 as the rebuttal's
-# CIFAR-10 schedule; 20 x 250 CNN batches of 256 is about one ImageNet epoch, and FBS gets one epoch to match
+# CIFAR-10 schedule; 20 x 250 CNN batches of 256 is about one ImageNet epoch, and FBS and FPGM get one epoch to match
 IMAGENET = {"batch_size": 256, "lr": 1e-4, "pretrain_batches": 500, "iterations": 20, "agent_batches": 500,
             "cnn_batches": 250, "agent_lr": 1e-6, "hidden": 128, "baseline_epochs": 1}
-IMAGENET_KINDS = ("base", "fbs", "drl")
+IMAGENET_KINDS = ("base", "fbs", "fpgm", "drl")
 
 
 def imagenet(kind: str, seed: int = 0, **overrides) -> RunConfig:
     """A run of the paper's Table 3 (ResNet-18 on ImageNet, profile "paper"): "base", torchvision's
-    published ResNet-18 (a `pretrained` run: loads the weights, trains nothing); "fbs" and "drl"
-    (Rr = 0.5) at d = 0.7 from it, with IMAGENET's schedule (`overrides` change its values)."""
+    published ResNet-18 (a `pretrained` run: loads the weights, trains nothing); "fbs", "fpgm" (soft pruning
+    of the same 16 convs, sliced at the end) and "drl" (Rr = 0.5) at d = 0.7 from it, with IMAGENET's
+    schedule (`overrides` change its values)."""
     from ..config import check_choice
 
     check_choice("Table 3 run", kind, IMAGENET_KINDS)
@@ -243,8 +244,8 @@ def imagenet(kind: str, seed: int = 0, **overrides) -> RunConfig:
     if kind == "base":
         return base
     child = base.replace(parent=base, optimizer="adam", lr=p["lr"])
-    if kind == "fbs":
-        return child.replace(method="fbs", epochs=p["baseline_epochs"], args={"budget": IMAGENET_BUDGET})
+    if kind in ("fbs", "fpgm"):
+        return child.replace(method=kind, epochs=p["baseline_epochs"], args={"budget": IMAGENET_BUDGET})
     schedule = {k: p[k] for k in ("pretrain_batches", "iterations", "agent_batches", "cnn_batches", "agent_lr", "hidden")}
     return child.replace(method="drl_prune", epochs=0, grad_clip=CNN_GRAD_CLIP,
                          args={**schedule, "budget": IMAGENET_BUDGET, "rr": IMAGENET_RR})
