@@ -622,3 +622,13 @@ def test_cluster_gates_need_a_language_model():
     with pytest.raises(ConfigError, match="language model with adaptive clusters") as err:
         dense.replace(method="flop", parent=dense, args={"clusters": True}).validate()
     assert "\n" not in str(err.value)
+
+
+def test_word_clusters_are_the_models_own():
+    from replicate.studies import flop as study
+    for name in (study.WORD_MODEL, study.PAPER_WORD_MODEL):
+        for vocab in (300, 12658, 110016, study.WT103_VOCAB):
+            with torch.device("meta"):
+                m = models.build(name, (), vocab)
+            have = tuple(m.embed.bounds) if m.out is not None else (0, vocab)
+            assert study.word_clusters(name, vocab) == have, (name, vocab)

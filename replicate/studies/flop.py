@@ -324,6 +324,15 @@ def word_plan(profile: str) -> dict:
     return dict(choose(profile, WORD_PLANS))
 
 
+def word_clusters(model: str, vocab: int) -> tuple:
+    """(0, cutoffs..., vocab): the frequency clusters the registry's word model has at this vocabulary
+    (cutoffs at or above it dropped, as the model drops them)."""
+    from ..models.language import PAPER_WORD_SRU, word_cutoffs
+
+    cuts = PAPER_WORD_SRU["cutoffs"] if model == PAPER_WORD_MODEL else word_cutoffs(vocab)
+    return (0, *[c for c in cuts if 0 < c < vocab - 1], vocab)
+
+
 def word_dense(profile: str, seed: int) -> RunConfig:
     return dense(profile, seed, word_plan(profile))
 
