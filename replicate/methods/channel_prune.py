@@ -116,12 +116,10 @@ class ChannelPrune(Method):
             check_choice("soft", a["soft"], (True, False))
 
     def load_weights(self, model, state: dict):
-        if isinstance(model, ResNetBackbone):
-            names = [f"net.layer{s}.{j}.conv{c}.weight" for s in range(1, 5) for j in range(2) for c in (1, 2)]
-            net = narrow_resnet(model, [torch.arange(state[n].shape[0]) for n in names])
-        else:
-            widths = [state[f"blocks.{i}.conv.weight"].shape[0] for i in range(len(model.blocks))]
-            net = narrow_chain(model, [torch.arange(w) for w in widths])
+        name = {id(m): n for n, m in model.named_modules()}
+        widths = [state[f"{name[id(conv)]}.weight"].shape[0] for conv, _ in slots(model)]
+        narrow = narrow_resnet if isinstance(model, ResNetBackbone) else narrow_chain
+        net = narrow(model, [torch.arange(w) for w in widths])
         net.load_state_dict(state)
         return net
 

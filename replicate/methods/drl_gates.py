@@ -333,8 +333,7 @@ def sites(model, input_hw) -> tuple:
         return model.sites(input_hw)
     if isinstance(model, ResNetBackbone):
         net = model.net
-        return resnet_sites(net.conv1, net.bn1, net.maxpool,
-                            [pair for blk in model.blocks for pair in ((blk.conv1, blk.bn1), (blk.conv2, blk.bn2))],
+        return resnet_sites(net.conv1, net.bn1, net.maxpool, model.slots(),
                             [blk.downsample for blk in model.blocks], input_hw)
     out, hw = [], tuple(input_hw)
     layers = model.layers if isinstance(model, GatedNet) else model.blocks if isinstance(model, ConvChain) else None
@@ -363,7 +362,7 @@ def convs_of(model) -> list:
     if isinstance(model, ConvChain):
         return [b.conv for b in model.blocks]
     if isinstance(model, ResNetBackbone):
-        return [c for b in model.blocks for c in (b.conv1, b.conv2)]
+        return [conv for conv, _ in model.slots()]
     return [m.conv if isinstance(m, GatedConv) else m for m in model]
 
 
@@ -373,10 +372,9 @@ def _pair(v) -> tuple:
 
 def conv_output_hw(conv, hw) -> tuple:
     """Output size of a Conv2d (or a MaxPool2d) on an input of size hw."""
-    two = _pair
     return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, p, d, k, s in zip(hw, two(conv.padding), two(conv.dilation), two(conv.kernel_size),
-                                          two(conv.stride)))
+                 for n, p, d, k, s in zip(hw, _pair(conv.padding), _pair(conv.dilation), _pair(conv.kernel_size),
+                                          _pair(conv.stride)))
 
 
 def _kept(mask, full: int) -> torch.Tensor:

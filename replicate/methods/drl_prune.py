@@ -112,9 +112,8 @@ def consumption(ratios: torch.Tensor, units: torch.Tensor, c_in: torch.Tensor, c
     a chain: l - 1), r = 1 for a full-width input (a chain's first conv, a ResNet block's first)."""
     r = ratios.to(torch.float64)
     if source is None:
-        prev = torch.cat([torch.ones_like(r[:, :1]), r[:, :-1]], 1)
-    else:
-        prev = torch.where(source >= 0, r[:, source.clamp(min=0)], torch.ones_like(r))
+        source = torch.arange(r.shape[1]) - 1
+    prev = torch.where(source >= 0, r[:, source.clamp(min=0)], torch.ones_like(r))
     return (fixed + (units * prev * c_in * r * c_out).sum(1)) / (fixed + (units * c_in * c_out).sum())
 
 

@@ -18,12 +18,11 @@ shared with the DRL method; FBS stores no static importances, so they are not co
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 
 from ..config import ConfigError, RunConfig, check_choice
-from ..models.drl_nets import ALL_BACKBONES, ResNetBackbone
+from ..models.drl_nets import ALL_BACKBONES
 from . import drl_gates as G
 from .args import ARGS
 from .base import Method, Result, register
@@ -56,8 +55,7 @@ class FBSConv(G.GatedConv):
 def to_fbs(backbone, budget: float):
     """An FBS-gated copy of a ConvChain (a GatedNet) or a ResNet (a GatedResNet: the two 3x3 convs of
     every block, as the DRL gates) keeping ceil(budget C) channels per layer and input."""
-    cls = G.GatedResNet if isinstance(backbone, ResNetBackbone) else G.GatedNet
-    return cls(copy.deepcopy(backbone), layer_class=FBSConv, rr=1.0, runtime_ratio=G.check_ratio("budget", budget))
+    return G.to_gated(backbone, layer_class=FBSConv, rr=1.0, runtime_ratio=G.check_ratio("budget", budget))
 
 
 def l1_penalty(net, weight: float):

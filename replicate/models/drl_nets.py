@@ -213,15 +213,7 @@ def narrow_chain(chain: ConvChain, keep) -> ConvChain:
     prev = None
     for block, idx in zip(out.blocks, keep):
         idx = torch.as_tensor(idx, dtype=torch.long)
-        conv, bn = block.conv, block.bn
-        w = conv.weight[idx] if prev is None else conv.weight[idx][:, prev]
-        block.conv = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding,
-                               bias=False).to(w.device)
-        block.conv.weight.copy_(w)
-        block.bn = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum).to(w.device).train(bn.training)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(block.bn, name).copy_(getattr(bn, name)[idx])
-        block.bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+        block.conv, block.bn = _narrow_conv(block.conv, block.bn, idx, prev)
         prev = idx
     fc = out.fc
     out.fc = nn.Linear(len(prev), fc.out_features).to(fc.weight.device)

@@ -289,21 +289,20 @@ class WordSRU(nn.Module):
     nn.AdaptiveLogSoftmaxWithLoss, same cutoffs, div 4): the FLOP paper's WikiText-103 model, small.
     The options give the official script's layout (PAPER_WORD_SRU): an embedding base width `d_embed` other
     than d, halved every `div_freq` clusters, SRU layers projected through `proj`, dropout on the embedding
-    and the SRU output, the highway bias, and the softmax's own divisor `softmax_div`.
+    and the SRU output, and the highway bias.
     Cutoffs at or above the vocabulary are dropped (small vocabularies in tests and the smoke profile).
     forward(tokens (B, T), hidden) -> (log-probabilities (B, T, V), hidden): cross-entropy on them is the
     negative log-likelihood, since they are already normalised."""
 
     def __init__(self, vocab: int, d: int = 256, layers: int = 2, cutoffs=WORD_CUTOFFS, div: float = 4.0,
                  d_embed: int | None = None, div_freq: int = 1, proj: int | None = None, dropout: float = 0.0,
-                 highway_bias: float = 0.0, softmax_div: float | None = None):
+                 highway_bias: float = 0.0):
         super().__init__()
         cutoffs = [c for c in cutoffs if 0 < c < vocab - 1]
         self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div, d_embed, div_freq)
         self.rnn = nn.ModuleList(SRULayer(d, proj=proj, highway_bias=highway_bias) for _ in range(layers))
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.out = (nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=softmax_div or div)
-                    if cutoffs else None)
+        self.out = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=div) if cutoffs else None
         self.full = nn.Linear(d, vocab) if not cutoffs else None
 
     def _hidden(self, x, hidden):
