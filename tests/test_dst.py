@@ -321,3 +321,54 @@ def test_the_one_node_exp_penalty_equals_the_formulas_autograd_chain_bit_for_bit
     assert fused.item() == chain.item()
     for a, b in zip(torch.autograd.grad(fused * 1.7, ts), torch.autograd.grad(chain * 1.7, ts)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("granularity", dst.GRANULARITIES)
+def test_the_exp_penalty_computed_in_the_compiled_node_trains_bit_for_bit_like_its_own_node(granularity):
+    """A compiled model computes the exp penalty inside its masked-weight node (one node fewer per step): whole
+    fits with it and with the penalty's own node (_ExpPenalty) end with identical weights, thresholds, resets
+    and revived counts; the resets here fire often (a large alpha), so the fallback after a reset is taken."""
+    from replicate import data, models, train
+    torch.manual_seed(0)
+    x, y = torch.randn(192, 1, 28, 28), torch.randint(0, 10, (192,))
+    ds = data.Dataset("synthetic", x, y, x[:32], y[:32], 10, "seeded random")
+    out, used = {}, {}
+    for fused in (True, False):
+        torch.manual_seed(1)
+        model = dst.to_masked(models.build("lenet300-100", (1, 28, 28), 10), kernel="compiled",
+                              granularity=granularity)
+        layers = list(dst.masked_layers(model).values())
+        with torch.no_grad():
+            layers[0].threshold.fill_(0.02)
+            layers[2].threshold.fill_(5.0)
+        own = dst.penalty_fn(model, "exp", 0.1)
+        kinds = []
+
+        def penalty():
+            p = own() if fused else dst._ExpPenalty.apply(0.1, *[m.threshold for m in layers])
+            kinds.append(type(p.grad_fn).__name__)
+            return p
+        log = dst.SparsityLog()
+        train.fit(model, ds, epochs=2, batch_size=32, lr=0.05, momentum=0.9, callbacks=[log], penalty=penalty,
+                  progress=False)
+        out[fused] = (model.state_dict(), [m.resets for m in layers], log.revived)
+        used[fused] = set(kinds)
+    assert out[True][1] == out[False][1] and sum(out[True][1]) > 0 and out[True][2] == out[False][2]
+    assert all(torch.equal(out[True][0][k], v) for k, v in out[False][0].items())
+    assert used[True] == {"_CompiledMaskedWeightsBackward", "_ExpPenaltyBackward"}   # fused, and after resets
+    assert used[False] == {"_ExpPenaltyBackward"}
+
+
+def test_the_fused_penalty_is_used_once_per_forward_and_not_in_evaluation():
+    from replicate import models
+    torch.manual_seed(0)
+    model = dst.to_masked(models.build("lenet300-100", (1, 28, 28), 10), kernel="compiled")
+    pen = dst.penalty_fn(model, "exp", 5e-4)
+    x = torch.randn(4, 1, 28, 28)
+    model(x)
+    first, second = pen(), pen()
+    assert type(first.grad_fn).__name__ == "_CompiledMaskedWeightsBackward"
+    assert type(second.grad_fn).__name__ == "_ExpPenaltyBackward" and first.item() == second.item()
+    model.eval()
+    model(x)
+    assert type(pen().grad_fn).__name__ == "_ExpPenaltyBackward"

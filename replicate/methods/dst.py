@@ -206,27 +206,43 @@ def _call_compiled(tag, fn, args):
         from torch.fx.experimental.proxy_tensor import make_fx
         import torch._inductor
         compiled = torch._inductor.compile(make_fx(fn)(*args), list(args))
+        # the generated module's own entry point when there is one: the wrappers around it (for autograd and
+        # input mutation, which these graphs handle inside the kernel) cost a fixed time per call
+        inner = getattr(compiled, "current_callable", None)
+        compiled = (lambda *a: inner(list(a))) if callable(inner) else compiled
         _KERNEL_CACHE[key] = compiled
     return compiled(*args)
 
 
 class _CompiledMaskedWeights(torch.autograd.Function):
     """_MaskedWeight's values for n layers in one autograd node, through the compiled kernels.
-    apply(kind, at_zero, n, buffers, w_1..w_n, t_1..t_n) -> (W*M for each layer, the 2 x n counts of the
-    forward kernel); buffers = (previous masks, masks to write). One node for all layers: on a small network
-    the fixed cost of a node and a compiled call per layer (about 0.2 ms) weighs more than the passes over
-    the weights."""
+    apply(kind, at_zero, n, buffers, penalty, w_1..w_n, t_1..t_n) -> (W*M for each layer, the 2 x n counts of
+    the forward kernel[, the exp penalty]); t_i the threshold parameters (broadcast inside the node: no view
+    nodes); buffers = (previous masks, masks to write); penalty = None or alpha: the node also computes the exp
+    penalty alpha * sum(exp(-t)) with _ExpPenalty's arithmetic and adds its gradient to the thresholds' (one
+    node fewer per step; the same values).
+    One node for all layers: on a small network the fixed cost of a node and a compiled call per layer (about
+    0.2 ms) weighs more than the passes over the weights."""
 
     @staticmethod
-    def forward(ctx, kind, at_zero, n, buffers, *wt):
+    def forward(ctx, kind, at_zero, n, buffers, penalty, *wt):
         fwd, _ = _kernels(kind, at_zero)
         plain = [x.detach() for x in wt]              # plain tensors: parameters make the compiled call costly
-        outs, counts = fwd(plain[:n], plain[n:], *buffers)
+        ts = [t.view(_broadcast_shape(w, t)) for w, t in zip(plain[:n], plain[n:])]
+        outs, counts = fwd(plain[:n], ts, *buffers)
         ctx.save_for_backward(*wt[:n])
-        ctx.ts = torch._foreach_mul(plain[n:], 1.0)   # copies (exact): the reset rule may zero a threshold later
+        # the thresholds as they are now; a reset replaces a threshold's tensor rather than zeroing it in place
+        # (_Masked.masked_weight), so these keep the values this forward used without a copy
+        ctx.ts, ctx.tshapes = ts, [t.shape for t in plain[n:]]
         ctx.kind, ctx.at_zero, ctx.n = kind, at_zero, n
         ctx.mark_non_differentiable(counts)
-        return (*outs, counts)
+        ctx.set_materialize_grads(False)
+        ctx.penalty = None
+        if not penalty:
+            return (*outs, counts)
+        es = _ExpPenalty.exps(plain[n:])
+        ctx.penalty = (penalty, es)
+        return (*outs, counts, _ExpPenalty.value(penalty, es))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -235,19 +251,36 @@ class _CompiledMaskedWeights(torch.autograd.Function):
         gs = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads[:n], ws)]
         _, bwd = _kernels(ctx.kind, ctx.at_zero)
         gw, gt = bwd(gs, ws, ctx.ts)
-        return (None, None, None, None, *gw, *gt)
+        if ctx.penalty is not None and grads[n + 1] is not None:
+            alpha, es = ctx.penalty
+            # what autograd would add into each threshold's gradient from _ExpPenalty's node (a + b = b + a)
+            gt = [a.view(b.shape) + b for a, b in zip(gt, _ExpPenalty.grads(alpha, es, grads[n + 1]))]
+        else:
+            gt = [a.view(s) for a, s in zip(gt, ctx.tshapes)]
+        return (None, None, None, None, None, *gw, *gt)
 
 
-def _compiled(layers) -> list:
-    """[(W*M, M, kept count, revived count)] for masked layers sharing an estimator and step convention, in
-    one node; the counts are Python floats. M is the layer's mask buffer, overwritten by its next forward."""
+def _compiled(layers, penalty=None) -> tuple:
+    """([(W*M, M, kept count, revived count)], the exp penalty or None) for masked layers sharing an estimator
+    and step convention, in one node; the counts are Python floats. M is the layer's mask buffer, overwritten by
+    its next forward. penalty: None or alpha, the exp penalty over these layers' thresholds computed in the
+    same node."""
     n = len(layers)
     bufs = [m._mask_buffers() for m in layers]
     prevs, news = [b[0] for b in bufs], [b[1] for b in bufs]
-    out = _CompiledMaskedWeights.apply(layers[0].estimator, layers[0].step_at_zero, n, (prevs, news),
-                                       *[m.weight for m in layers], *[m._broadcast_threshold() for m in layers])
+    out = _CompiledMaskedWeights.apply(layers[0].estimator, layers[0].step_at_zero, n, (prevs, news), penalty,
+                                       *[m.weight for m in layers], *[m.threshold for m in layers])
     kept, revived = out[n].tolist()
-    return [(out[i], news[i], kept[i], revived[i]) for i in range(n)]
+    return [(out[i], news[i], kept[i], revived[i]) for i in range(n)], (out[n + 1] if penalty else None)
+
+
+def _broadcast_shape(w: torch.Tensor, t: torch.Tensor) -> tuple:
+    """The shape that broadcasts a threshold against its weight (_Masked._broadcast_threshold's view)."""
+    if t.shape == w.shape:
+        return tuple(t.shape)
+    if t.numel() == 1:
+        return (1,) * w.dim()
+    return (t.shape[0],) + (1,) * (w.dim() - 1)
 
 
 def _note_compile_failure(e: Exception) -> None:
@@ -322,7 +355,7 @@ class _Masked:
         """(W * M, M, the kept count or None, the revived count or None)."""
         if self.kernel_used() == "compiled":
             try:
-                return _compiled([self])[0]
+                return _compiled([self])[0][0]
             except Exception as e:  # noqa: BLE001 - any compiler failure: the eager kernel gives the same values
                 _note_compile_failure(e)
         w, m = _MaskedWeight.apply(self.weight, self._broadcast_threshold(), self.estimator, self.step_at_zero)
@@ -341,8 +374,9 @@ class _Masked:
         fire = self.reset == "train_and_eval" or (self.reset == "train" and self.training)
         kept = float(count) if count is not None else (float(m.sum()) if fire else None)
         if fire and kept <= 0.01 * m.numel():
-            with torch.no_grad():
-                self.threshold.zero_()
+            # a new zero tensor rather than zeroing in place: a compiled node of this forward keeps the old one
+            # for its backward (the same parameter object, so the optimizer's state is unaffected)
+            self.threshold.data = torch.zeros_like(self.threshold)
             self.resets += 1
             w, m, count, revived = self._mask_and_weight()   # compiled: compared with the same previous mask
             kept = float(count) if count is not None else float(m.sum())
@@ -418,22 +452,31 @@ def _batched_post_hook(model, _inputs, _output):
 def batched_forward(model: nn.Module) -> None:
     """Compute the masked weights of all of `model`'s compiled-kernel layers in one node and keep each for
     this forward (every use of a layer in the forward then shares it); the reset rule is applied per layer
-    as in masked_weight()."""
+    as in masked_weight(). When penalty_fn(model, "exp", alpha) asked for it and one node covers every masked
+    layer, a training forward computes the penalty in that node too, for the penalty's next call (dropped if a
+    reset fired: the penalty then sees the reset thresholds, as before)."""
     groups: dict = {}
     layers = list(masked_layers(model).values())
     object.__setattr__(model, "_dst_stashed", layers)    # for the post-forward hook (a plain attribute)
+    model.__dict__.pop("_dst_penalty", None)
     for m in layers:
         m._stash = None
         if m.kernel_used() == "compiled":
             groups.setdefault((m.estimator, m.step_at_zero), []).append(m)
-    for layers in groups.values():
+    alpha = model.__dict__.get("_dst_exp_alpha")
+    fuse = alpha is not None and len(groups) == 1 and len(next(iter(groups.values()))) == len(layers) \
+        and model.training and torch.is_grad_enabled()
+    for group in groups.values():
         try:
-            computed = _compiled(layers)
+            computed, pen = _compiled(group, alpha if fuse else None)
         except Exception as e:  # noqa: BLE001 - any compiler failure: each layer falls back to its eager kernel
             _note_compile_failure(e)
             return
-        for m, c in zip(layers, computed):
+        resets = sum(m.resets for m in group)
+        for m, c in zip(group, computed):
             m._stash = m.masked_weight(computed=c)
+        if pen is not None and sum(m.resets for m in group) == resets:
+            object.__setattr__(model, "_dst_penalty", (tuple(layers), alpha, pen))
 
 
 def _replace(model: nn.Module, options: dict) -> None:
@@ -505,7 +548,15 @@ def penalty_fn(model, kind: str, alpha: float):
         return torch.exp(-t).mean()  # exp_layer_mean
 
     if kind == "exp":
+        # the model's compiled forward may compute the penalty in its own node (batched_forward): then this
+        # returns that value, computed from the same thresholds with the same arithmetic
+        object.__setattr__(model, "_dst_exp_alpha", alpha)
+        key = tuple(layers)
+
         def exp_penalty():
+            fused = model.__dict__.pop("_dst_penalty", None)
+            if fused is not None and fused[0] == key and fused[1] == alpha:
+                return fused[2]
             return _ExpPenalty.apply(alpha, *thresholds)
         return exp_penalty
 
@@ -518,21 +569,33 @@ class _ExpPenalty(torch.autograd.Function):
     """alpha * sum over layers of sum(exp(-t)) (eq. 5) for all layers in one autograd node, with the same
     arithmetic as the chain autograd builds from the formula (per-layer sums added in layer order, then times
     alpha; gradient -(g alpha) exp(-t)), so values and gradients are bit-identical (tested). The chain costs
-    about a dozen nodes forward and backward per step, a noticeable share of LeNet-300-100's short step."""
+    about a dozen nodes forward and backward per step, a noticeable share of LeNet-300-100's short step.
+    exps / value / grads are shared with the compiled masked-weight node, which can compute the same penalty."""
 
     @staticmethod
-    def forward(ctx, alpha, *ts):
-        es = torch._foreach_exp(torch._foreach_neg(ts))
-        ctx.save_for_backward(*es)
-        ctx.alpha = alpha
+    def exps(ts):
+        return torch._foreach_exp(torch._foreach_neg(ts))
+
+    @staticmethod
+    def value(alpha, es):
         return alpha * sum(e.sum() for e in es)
 
     @staticmethod
-    def backward(ctx, g):
-        ga = g * ctx.alpha
-        grads = torch._foreach_mul(ctx.saved_tensors, ga)
+    def grads(alpha, es, g):
+        grads = torch._foreach_mul(es, g * alpha)
         torch._foreach_neg_(grads)
-        return (None, *grads)
+        return grads
+
+    @staticmethod
+    def forward(ctx, alpha, *ts):
+        es = _ExpPenalty.exps(ts)
+        ctx.save_for_backward(*es)
+        ctx.alpha = alpha
+        return _ExpPenalty.value(alpha, es)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None, *_ExpPenalty.grads(ctx.alpha, ctx.saved_tensors, g))
 
 
 @torch.no_grad()
