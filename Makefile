@@ -10,6 +10,7 @@
 #   make test-paper-dry        every notebook in the paper profile against fabricated datasets, capped
 #                              (replicate/dry_run.py; writes only under build/paper-dry/)
 #   make bench                 replicate's training loop vs a bare PyTorch loop (images, a character LM)
+#   make time-from-scratch NOTEBOOKS=...   each notebook timed from an empty store (results/costs/)
 # Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  NO_TRAIN=1 (training is an error)
 #            THREADS=N  WORKERS=N (processes for independent runs in reproduce targets; default 2)
 SHELL := /bin/bash
@@ -27,7 +28,7 @@ ifneq ($(THREADS),)
 export REPLICATE_THREADS := $(THREADS)
 endif
 
-.PHONY: setup test test-paper-dry data reproduce-all check-store timings bench clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
+.PHONY: setup test test-paper-dry data reproduce-all check-store timings bench time-from-scratch clean $(addprefix reproduce-,$(NOTEBOOK_DIRS))
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +74,9 @@ timings: data
 
 bench: setup
 	$(PY) -m replicate.bench
+
+time-from-scratch: data
+	$(PY) -m replicate.scratch --workers $(WORKERS) $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache
