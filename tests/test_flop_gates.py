@@ -419,3 +419,70 @@ def test_cluster_gated_model_exports_and_reloads_to_the_masked_model(rule):
 def test_cluster_gates_need_adaptive_clusters():
     with pytest.raises(ConfigError, match="adaptive embedding or an adaptive softmax"):
         factorize(nn.Sequential(nn.Linear(4, 4)), clusters=True)
+
+
+# -- a softmax tied to the embedding (the official WikiText-103 model): one set of tables, projections and gates --
+
+def _tied_model(seed=0):
+    from replicate.models.language import WordSRU
+    torch.manual_seed(seed)
+    return WordSRU(50, d=16, layers=2, cutoffs=(10, 30), tie=True, scale=True).eval()
+
+
+def test_a_tied_softmax_is_a_distribution_that_owns_only_biases():
+    m = _tied_model()
+    x, y = torch.randint(0, 50, (3, 8), generator=_gen(4)), torch.randint(0, 50, (3, 8), generator=_gen(5))
+    with torch.no_grad():
+        lp = m(x)[0]
+        assert torch.allclose(lp.exp().sum(-1), torch.ones(3, 8), atol=1e-5)
+        picked = m.target_log_prob(x, y)[0]
+        assert torch.allclose(picked, lp.reshape(-1, 50).gather(1, y.reshape(-1, 1))[:, 0], atol=1e-6)
+    assert [n for n, _ in m.out.named_parameters()] == ["biases.0", "biases.1", "biases.2"]
+    # table 0 holds cluster 0's 10 words and the 2 tail clusters' tokens; the tables are counted once
+    assert m.embed.embeds[0].weight.shape == (12, 16)
+    untied = sum(p.numel() for p in _word_model().embed.parameters())
+    assert sum(p.numel() for p in m.embed.parameters()) == untied + 2 * 16
+    # the loss reaches each table from both sides: a table row no input looks up still gets a gradient
+    m.train()
+    m.target_log_prob(torch.zeros(2, 4, dtype=torch.long), torch.full((2, 4), 40))[0].sum().backward()
+    assert m.embed.embeds[2].weight.grad.abs().sum() > 0 and m.embed.embeds[0].weight.grad[10:].abs().sum() > 0
+
+
+def test_tied_cluster_gates_are_shared_by_the_embedding_and_the_softmax_and_export_to_the_masked_model():
+    from replicate.methods.flop import restore_exported
+    from replicate.methods.flop_gates import WidthGated
+    dense = _tied_model()
+    model = factorize(dense, clusters=True, inplace=False)
+    units = {n: m for n, m in factorized_layers(model).items() if isinstance(m, WidthGated)}
+    assert list(units) == ["embed.embeds.0", "embed.embeds.1", "embed.embeds.2"]      # no softmax units of its own
+    # cluster 0's table counts its 10 words and the 2 cluster tokens, + the projection's 16 outputs per dimension
+    assert [u.dense_parameters() for u in units.values()] == [16 * (12 + 16), 4 * (20 + 16), 1 * (20 + 16)]
+    g = _gen(6)
+    x = torch.randint(0, 50, (3, 9), generator=_gen(7))
+    with torch.no_grad():
+        for m in factorized_layers(model).values():
+            m.gates.log_alpha.copy_(torch.randn(m.gates.log_alpha.shape, generator=g) * 3)
+        model.embed.embeds[2].gates.log_alpha.fill_(-10.0)      # the rarest cluster loses its whole width
+        model.eval()
+        masked = model(x)[0]
+        # one gate acts on both sides: zeroing the closed columns of the plain tied model gives the same outputs
+        plain = _tied_model()
+        plain.load_state_dict({k: v for k, v in dense.state_dict().items()})
+        for i, u in enumerate(units.values()):
+            plain.embed.embeds[i].weight.mul_(u.gates.eval_mask())
+        plain.rnn = model.rnn
+        assert torch.allclose(plain(x)[0], masked, atol=1e-5)
+        layers = factorized_layers(model)
+        gated = sum(m.dense_parameters() for m in layers.values())
+        kept = sum(m.kept_parameters() for m in layers.values())
+        small = export_model(model)
+        assert torch.allclose(small(x)[0], masked, atol=1e-4)
+        assert small.embed.embeds[2].weight.shape == (20, 0) and small.embed.projs[2].weight.shape == (16, 0)
+        assert _n(small) == _n(dense) - gated + kept
+        again = restore_exported(_tied_model(seed=5), small.state_dict()).eval()
+        assert torch.allclose(again(x)[0], masked, atol=1e-4)
+
+
+def test_a_tied_model_is_pruned_with_cluster_gates_only():
+    with pytest.raises(ConfigError, match="tied to its embedding.*clusters=True"):
+        factorize(_tied_model(), clusters=False)

@@ -199,18 +199,18 @@ def test_the_paper_word_sru_has_the_official_layout():
         m = models.build(study.PAPER_WORD_MODEL, (), study.WT103_VOCAB)
     bounds = (0, 10000, 20000, 40000, 60000, 100000, study.WT103_VOCAB)
     widths = [512, 512, 256, 256, 128, 128]                # base 512, halved every 2 clusters
-    assert [tuple(e.weight.shape) for e in m.embed.embeds] == [(hi - lo, w) for lo, hi, w in zip(bounds, bounds[1:], widths)]
+    # cluster 0's table also holds the tied softmax's 5 cluster tokens
+    rows = [hi - lo + (5 if lo == 0 else 0) for lo, hi in zip(bounds, bounds[1:])]
+    assert [tuple(e.weight.shape) for e in m.embed.embeds] == list(zip(rows, widths))
     assert all(tuple(p.weight.shape) == (2048, w) for p, w in zip(m.embed.projs, widths))
     assert len(m.rnn) == 6 and all(layer.w.q.weight.shape == (512, 2048) and layer.w.p.weight.shape == (3 * 2048, 512)
                                    for layer in m.rnn)
-    assert m.drop.p == 0.1
-    # counted independently: tables and projections, SRU layers (2 x 2048 vectors each), PyTorch's untied softmax
-    embedding = sum((hi - lo) * w + 2048 * w for lo, hi, w in zip(bounds, bounds[1:], widths))
+    assert m.drop.p == 0.1 and m.embed.scale == 2048 ** 0.5 and m.tied
+    # counted independently: tables and projections, SRU layers (2 x 2048 vectors each), the tied softmax's biases
+    embedding = sum(n * w + 2048 * w for n, w in zip(rows, widths))
     sru = 6 * (2048 * 512 + 512 * 3 * 2048 + 4 * 2048)
-    head = 2048 * (10000 + 5)
-    tails = sum(2048 * (2048 // 2 ** (i + 1)) + (2048 // 2 ** (i + 1)) * (hi - lo)
-                for i, (lo, hi) in enumerate(zip(bounds[1:], bounds[2:])))
-    assert sum(p.numel() for p in m.parameters()) == embedding + sru + head + tails
+    biases = sum(rows)
+    assert sum(p.numel() for p in m.parameters()) == embedding + sru + biases
 
 
 def test_flop_gates_a_low_rank_pair_on_its_inner_dimension_and_exports_it():
@@ -632,3 +632,10 @@ def test_word_clusters_are_the_models_own():
                 m = models.build(name, (), vocab)
             have = tuple(m.embed.bounds) if m.out is not None else (0, vocab)
             assert study.word_clusters(name, vocab) == have, (name, vocab)
+
+
+def test_the_paper_plan_prunes_its_tied_word_model_with_the_official_cluster_gates():
+    from replicate.studies import flop as study
+    assert study.word_flop("paper", 0, 0.5).args.get("clusters") is True
+    assert not study.word_flop("cpu", 0, 0.5).args.get("clusters", False)          # the untied proxy: both FLOPs
+    assert study.word_flop("cpu", 0, 0.5, clusters=True).args.get("clusters") is True

@@ -46,8 +46,11 @@ Every choice is an argument (args.ARGS["flop"]; the building blocks' docstring g
   clusters        False (ours so far): an adaptive embedding's projections and the adaptive softmax's tail
                   projections are factorized like any nn.Linear, the tables are not pruned | True: the
                   official WikiText-103 scheme, one gate per dimension of each cluster's width that removes
-                  the table's column with the projection's (flop_gates.WidthGated); untied, so the
-                  embedding and the softmax have separate gates. Needs a model with adaptive clusters.
+                  the table's column with the projection's (flop_gates.WidthGated). In an untied model the
+                  embedding and the softmax have separate gates; in a tied one (word-sru-paper, as the
+                  official script ties them) the softmax reads the embedding's tables, projections and gates,
+                  so one gate removes a dimension from both. Needs a model with adaptive clusters; a tied
+                  model needs clusters=True.
   init, rank      "svd" from the trained weight (the official `dev` branch) at full rank by default, or
                   "random" factors trained from the parent's other weights (the official LM scripts train
                   factorized models from scratch).

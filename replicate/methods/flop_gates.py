@@ -447,7 +447,9 @@ GATED = (FactorizedLinear, ColumnGatedLinear, WidthGated)
 def cluster_units(model: nn.Module) -> list:
     """(name of the module producing a cluster's width, name of the nn.Linear reading it) for every cluster of
     every adaptive embedding (embeds.i, projs.i: models.language.AdaptiveEmbedding's protocol, two
-    ModuleLists of equal length) and adaptive softmax tail (tail.i.0, tail.i.1) in `model`."""
+    ModuleLists of equal length) and adaptive softmax tail (tail.i.0, tail.i.1) in `model`. A softmax tied to
+    the embedding (models.language.TiedAdaptiveLogSoftmax) has no units of its own: it reads the embedding's
+    tables, projections and gates."""
     out = []
     for n, m in model.named_modules():
         prefix = f"{n}." if n else ""
@@ -518,6 +520,10 @@ def factorize(model: nn.Module, which=None, *, init: str = "svd", rank: int | No
     if not inplace:
         model = copy.deepcopy(model)
     taken = set()
+    if not clusters and any(getattr(m, "tied_to_embedding", False) for m in model.modules()):
+        raise ConfigError("this word model's softmax is tied to its embedding (it reads the tables and projections as "
+                          "plain matrices): prune it with clusters=True, the official scheme, which gates the "
+                          "clusters' widths and leaves them plain")
     if clusters:
         units = cluster_units(model)
         if not units:

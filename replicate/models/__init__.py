@@ -55,7 +55,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     # the paper's enwik8 SRU (language.PAPER_SRU: n_d 3056, depth 6, n_proj 512; 34.5M parameters at 205 symbols)
     ModelSpec("char-sru-paper", lambda shape, vocab: CharSRU(vocab, **PAPER_SRU), "language", 8.0),
     ModelSpec("word-sru", lambda shape, vocab: WordSRU(vocab, cutoffs=word_cutoffs(vocab)), "language", 0.3),
-    # the official WikiText-103 script's layout (language.PAPER_WORD_SRU; untied softmax, a named departure)
+    # the official WikiText-103 script's layout (language.PAPER_WORD_SRU; the softmax tied to the embedding)
     ModelSpec("word-sru-paper", lambda shape, vocab: WordSRU(vocab, **PAPER_WORD_SRU), "language", 10.0),
     # the Transformer-XL stand-in (language.CharTransformer: d 128, 2 layers, 4 heads, FFN 512, one window of
     # memory; 413k parameters at 63 symbols), and the paper-scale one (language.PAPER_TRANSFORMER, 38M parameters)

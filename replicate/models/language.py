@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class CharLSTM(nn.Module):
     """A small character-level LSTM language model: embedding -> one LSTM layer ->
@@ -244,15 +246,20 @@ class AdaptiveEmbedding(nn.Module):
     words cost fewer parameters. FLOP factorizes and gates the projections: the kept rank of `projs.<i>` is
     the width cluster i keeps. forward(ids (...)) -> (..., d)."""
 
-    def __init__(self, vocab: int, d: int, cutoffs, div: float = 4.0, d_embed: int | None = None, div_freq: int = 1):
+    def __init__(self, vocab: int, d: int, cutoffs, div: float = 4.0, d_embed: int | None = None, div_freq: int = 1,
+                 head_rows: int = 0, scale: bool = False):
         super().__init__()
         bounds = (0, *cutoffs, vocab)
         if any(b >= c for b, c in zip(bounds, bounds[1:])):
             raise ValueError(f"cutoffs must increase strictly between 0 and the vocabulary size {vocab}; got {list(cutoffs)}")
         self.bounds, self.d = bounds, d
+        # scale: outputs times sqrt(d), as the official code's embedding does (Transformer-XL's emb_scale)
+        self.scale = float(d) ** 0.5 if scale else None
         base = d if d_embed is None else d_embed      # cluster i's width: base / div^(i // div_freq)
         dims = [max(1, int(base // div ** (i // div_freq))) for i in range(len(bounds) - 1)]
-        self.embeds = nn.ModuleList(nn.Embedding(hi - lo, k) for lo, hi, k in zip(bounds, bounds[1:], dims))
+        # head_rows: extra rows of cluster 0's table that no input looks up: a tied softmax's cluster tokens
+        rows = [hi - lo + (head_rows if i == 0 else 0) for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
+        self.embeds = nn.ModuleList(nn.Embedding(n, k) for n, k in zip(rows, dims))
         self.projs = nn.ModuleList(nn.Linear(k, d, bias=False) for k in dims)
 
     def forward(self, x):
@@ -261,16 +268,79 @@ class AdaptiveEmbedding(nn.Module):
             sel = (x >= lo) & (x < hi)
             if sel.any():
                 out[sel] = proj(embed(x[sel] - lo))
+        return out * self.scale if self.scale is not None else out
+
+
+class TiedAdaptiveLogSoftmax(nn.Module):
+    """An adaptive softmax (Grave et al. 2017, in Transformer-XL's projected form) that shares an
+    AdaptiveEmbedding's tables and projections, as the official FLOP WikiText-103 script ties them: for
+    cluster i, logits = E_i (P_i^T h) + b_i, with E_i the embedding's table `embeds.<i>` (|V_i| x k_i) and
+    P_i its projection `projs.<i>` (d x k_i); the head is cluster 0's words plus one token per tail cluster,
+    whose rows are the extra `head_rows` rows of table 0, so they share cluster 0's width. It owns only the
+    biases. When FLOP gates the clusters' widths (flop_gates.WidthGated around `embeds.<i>`), P_i^T h is
+    multiplied by a sample of the same gates (the official code shares the mask modules; each side draws its
+    own sample in training), so one gate removes a dimension from both directions. The embedding is held
+    by reference, not as a submodule: its parameters belong to the model once.
+    log_prob(h (N, d)) -> (N, V) log-probabilities; forward(h, targets (N,)) -> the targets' log-probabilities,
+    scoring each tail only for the rows whose target falls in it."""
+
+    tied_to_embedding = True      # what flop_gates.factorize checks (a tied model's clusters need clusters=True)
+
+    def __init__(self, embed: AdaptiveEmbedding, dropout: float = 0.0):
+        super().__init__()
+        object.__setattr__(self, "_embed", embed)
+        self.bounds = embed.bounds
+        self.n_tails = len(self.bounds) - 2
+        if embed.embeds[0].num_embeddings != self.bounds[1] + self.n_tails:
+            raise ValueError(f"a tied softmax needs cluster 0's table to hold {self.n_tails} extra row(s) for the "
+                             "tail clusters' tokens (AdaptiveEmbedding(head_rows=...))")
+        sizes = [hi - lo + (self.n_tails if i == 0 else 0) for i, (lo, hi) in enumerate(zip(self.bounds, self.bounds[1:]))]
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in sizes)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def _logits(self, h, i):
+        table, proj = self._embed.embeds[i], self._embed.projs[i]
+        gates = getattr(table, "gates", None)          # flop_gates.WidthGated: the gated table is `first`
+        table = getattr(table, "first", table)
+        if type(proj) is not nn.Linear or not isinstance(table, nn.Embedding):
+            raise ConfigError(f"the tied softmax reads cluster {i}'s table and projection as plain matrices, found "
+                              f"{type(table).__name__} and {type(proj).__name__}: prune a tied word model's clusters "
+                              "with flop clusters=True (the official scheme), which leaves them plain")
+        p = F.linear(h, proj.weight.t())
+        if gates is not None:
+            p = p * gates(p.shape[:-1])
+        return F.linear(self.drop(p), table.weight, self.biases[i])
+
+    def log_prob(self, h):
+        head = torch.log_softmax(self._logits(h, 0), -1)
+        v0 = self.bounds[1]
+        parts = [head[:, :v0]]
+        for i in range(1, self.n_tails + 1):
+            parts.append(torch.log_softmax(self._logits(h, i), -1) + head[:, v0 + i - 1:v0 + i])
+        return torch.cat(parts, -1)
+
+    def forward(self, h, targets):
+        head = torch.log_softmax(self._logits(h, 0), -1)
+        v0 = self.bounds[1]
+        out = head.gather(1, targets.clamp(max=v0 - 1)[:, None])[:, 0]
+        for i in range(1, self.n_tails + 1):
+            lo, hi = self.bounds[i], self.bounds[i + 1]
+            rows = ((targets >= lo) & (targets < hi)).nonzero().flatten()
+            if len(rows):
+                tail = torch.log_softmax(self._logits(h[rows], i), -1)
+                picked = tail.gather(1, (targets[rows] - lo)[:, None])[:, 0] + head[rows, v0 + i - 1]
+                out = out.index_put((rows,), picked)
         return out
 
 
 # The official WikiText-103 script's model (examples/wt103/train.py defaults): n_d 2048, depth 6, every SRU layer
 # projected through 512 (its ProjectedLinear), dropout 0.1, highway bias -3, an adaptive embedding of base width
-# n_e 512 on cutoffs 10k / 20k / 40k / 60k / 100k, divided by 2 every 2 clusters, projected to 2048. Its softmax is
-# tied to the embedding (same tables, projections and gates); ours is PyTorch's adaptive softmax on the same
-# cutoffs (divisor 2 per cluster, its own weights): a departure, so the model holds two sets of tables.
+# n_e 512 on cutoffs 10k / 20k / 40k / 60k / 100k, divided by 2 every 2 clusters, projected to 2048 and scaled by
+# sqrt(2048); its softmax tied to the embedding (same tables, projections and gate parameters: tie=True, our
+# TiedAdaptiveLogSoftmax), embedding and softmax parameters initialised uniform in +-0.03 with zero biases.
 PAPER_WORD_SRU = {"d": 2048, "layers": 6, "proj": 512, "dropout": 0.1, "highway_bias": -3.0,
-                  "cutoffs": (10000, 20000, 40000, 60000, 100000), "div": 2.0, "d_embed": 512, "div_freq": 2}
+                  "cutoffs": (10000, 20000, 40000, 60000, 100000), "div": 2.0, "d_embed": 512, "div_freq": 2,
+                  "tie": True, "scale": True}
 WORD_CUTOFFS = (2000, 6000)   # kjv_word (12,658 words): the head cluster covers 94 % of the training tokens
 
 
@@ -289,21 +359,31 @@ class WordSRU(nn.Module):
     nn.AdaptiveLogSoftmaxWithLoss, same cutoffs, div 4): the FLOP paper's WikiText-103 model, small.
     The options give the official script's layout (PAPER_WORD_SRU): an embedding base width `d_embed` other
     than d, halved every `div_freq` clusters, SRU layers projected through `proj`, dropout on the embedding
-    and the SRU output, and the highway bias.
+    and the SRU output, the highway bias, the embedding scaled by sqrt(d) (`scale`), and `tie`: the softmax
+    shares the embedding's tables and projections (TiedAdaptiveLogSoftmax; the official initialisation,
+    uniform +-0.03, zero biases) instead of PyTorch's untied one.
     Cutoffs at or above the vocabulary are dropped (small vocabularies in tests and the smoke profile).
     forward(tokens (B, T), hidden) -> (log-probabilities (B, T, V), hidden): cross-entropy on them is the
     negative log-likelihood, since they are already normalised."""
 
     def __init__(self, vocab: int, d: int = 256, layers: int = 2, cutoffs=WORD_CUTOFFS, div: float = 4.0,
                  d_embed: int | None = None, div_freq: int = 1, proj: int | None = None, dropout: float = 0.0,
-                 highway_bias: float = 0.0):
+                 highway_bias: float = 0.0, tie: bool = False, scale: bool = False):
         super().__init__()
         cutoffs = [c for c in cutoffs if 0 < c < vocab - 1]
-        self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div, d_embed, div_freq)
+        self.embed = AdaptiveEmbedding(vocab, d, cutoffs, div, d_embed, div_freq, head_rows=len(cutoffs) if tie else 0,
+                                       scale=scale)
         self.rnn = nn.ModuleList(SRULayer(d, proj=proj, highway_bias=highway_bias) for _ in range(layers))
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.out = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=div) if cutoffs else None
-        self.full = nn.Linear(d, vocab) if not cutoffs else None
+        self.tied = bool(tie)
+        if tie:
+            self.out, self.full = TiedAdaptiveLogSoftmax(self.embed, dropout), None
+            with torch.no_grad():
+                for p in self.embed.parameters():
+                    p.uniform_(-0.03, 0.03)
+        else:
+            self.out = nn.AdaptiveLogSoftmaxWithLoss(d, vocab, cutoffs, div_value=div) if cutoffs else None
+            self.full = nn.Linear(d, vocab) if not cutoffs else None
 
     def _hidden(self, x, hidden):
         h, states = recur(self.rnn, self.drop(self.embed(x)), hidden)
@@ -325,4 +405,6 @@ class WordSRU(nn.Module):
         flat, y = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
         if self.out is None:
             return torch.log_softmax(self.full(flat), -1).gather(1, y[:, None])[:, 0], states
+        if self.tied:
+            return self.out(flat, y), states
         return self.out(flat, y).output, states

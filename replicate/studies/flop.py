@@ -311,7 +311,7 @@ WORD_PLANS = {
     "cpu": {"model": WORD_MODEL, "dataset": "kjv_word", "train_size": None, "test_size": None, "batch_size": 32, "bptt": 64,
             "dense_epochs": 3, "prune_epochs": 1, "targets": [0.5, 0.7, 0.9], "seeds": [0, 1, 2]},
     # WikiText-103 from REPLICATE_DATA with the official script's model layout (word-sru-paper: n_d 2048, 6 projected
-    # SRU layers, adaptive embedding of base width 512 on its five cutoffs; our softmax untied). Its training settings
+    # SRU layers, adaptive embedding of base width 512 on its five cutoffs, softmax tied to it). Its training settings
     # here are not the script's (Adam 2.5e-4, clip 0.3, batch 64 x 128, 100 epochs): the dense schedule is the
     # suite's, and the epochs are a guess.
     "paper": {"model": PAPER_WORD_MODEL, "dataset": "wikitext103", "train_size": None, "test_size": None, "batch_size": 64, "bptt": 128,
@@ -338,8 +338,17 @@ def word_dense(profile: str, seed: int) -> RunConfig:
 
 
 def word_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
-    """FLOP from the seed's dense word model to sparsity `target` of all its weight matrices."""
+    """FLOP from the seed's dense word model to sparsity `target` of all its weight matrices. A word model whose
+    softmax is tied to its embedding (word-sru-paper, as the official script ties them) is pruned with the
+    official cluster gates (clusters=True), the only scheme that keeps its shared tables and projections plain."""
+    if word_plan(profile)["model"] == PAPER_WORD_MODEL and _paper_word_tied():
+        args.setdefault("clusters", True)
     return flop_from(word_dense(profile, seed), word_plan(profile)["prune_epochs"], target, **args)
+
+
+def _paper_word_tied() -> bool:
+    from ..models.language import PAPER_WORD_SRU
+    return bool(PAPER_WORD_SRU.get("tie"))
 
 
 def word_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
