@@ -27,3 +27,12 @@ def isolated(tmp_path, monkeypatch):
 def tiny():
     """500 training / 200 test images of the real MNIST-5k sample."""
     return data.subset(data.load("mnist5k"), 500, 200, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The installed Fashion-MNIST (the cpu profile's data); the test is skipped when it cannot load."""
+    try:
+        return data.load("fashion_mnist")
+    except Exception:  # noqa: BLE001 - any reason it cannot load means: skip
+        pytest.skip("the cpu profile needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")

@@ -13,18 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from replicate import data
 from replicate.reproduce import normalise
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fashion_mnist_available() -> bool:
-    try:
-        data.load("fashion_mnist")
-        return True
-    except Exception:  # noqa: BLE001 - any reason it cannot load means: skip
-        return False
 
 
 def _digest(root: Path, parts=("notebooks", "results", "figures")) -> dict:
@@ -47,9 +38,7 @@ def test_normalise_strips_execution_noise_and_merges_streams():
 
 @pytest.mark.skipif(os.environ.get("REPLICATE_CHECK_STORE") != "1",
                     reason="about 5 minutes: set REPLICATE_CHECK_STORE=1 (CI runs `make check-store`, the same check in place)")
-@pytest.mark.skipif(not _fashion_mnist_available(), reason="the cpu profile needs Fashion-MNIST "
-                    "(apt-get install dataset-fashion-mnist)")
-def test_every_notebook_reexecutes_from_the_store_without_training(tmp_path):
+def test_every_notebook_reexecutes_from_the_store_without_training(tmp_path, fashion_mnist):
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, text=True, check=True).stdout
     if not tracked:
         pytest.skip("not a git checkout")

@@ -6,19 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from replicate import data, scratch
+from replicate import scratch
 from replicate.reproduce import schedule_makespan
 from replicate.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fashion_mnist() -> bool:
-    try:
-        data.load("fashion_mnist")
-        return True
-    except Exception:  # noqa: BLE001 - any reason it cannot load means: skip
-        return False
 
 
 def test_the_table_sets_the_latest_measurement_beside_the_records_estimate(tmp_path):
@@ -46,8 +38,7 @@ def test_without_measurements_the_table_says_how_to_make_them(tmp_path):
     assert "make time-from-scratch" in scratch.table(tmp_path)
 
 
-@pytest.mark.skipif(not _fashion_mnist(), reason="the cpu profile needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
-def test_a_notebook_timed_from_an_empty_store_trains_every_run_and_leaves_the_checkout_alone():
+def test_a_notebook_timed_from_an_empty_store_trains_every_run_and_leaves_the_checkout_alone(fashion_mnist):
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
         pytest.skip("not a git checkout")
     before = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True).stdout

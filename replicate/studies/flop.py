@@ -341,14 +341,12 @@ def word_flop(profile: str, seed: int, target: float, **args) -> RunConfig:
     """FLOP from the seed's dense word model to sparsity `target` of all its weight matrices. A word model whose
     softmax is tied to its embedding (word-sru-paper, as the official script ties them) is pruned with the
     official cluster gates (clusters=True), the only scheme that keeps its shared tables and projections plain."""
-    if word_plan(profile)["model"] == PAPER_WORD_MODEL and _paper_word_tied():
-        args.setdefault("clusters", True)
-    return flop_from(word_dense(profile, seed), word_plan(profile)["prune_epochs"], target, **args)
-
-
-def _paper_word_tied() -> bool:
     from ..models.language import PAPER_WORD_SRU
-    return bool(PAPER_WORD_SRU.get("tie"))
+
+    plan = word_plan(profile)
+    if plan["model"] == PAPER_WORD_MODEL and PAPER_WORD_SRU.get("tie"):
+        args.setdefault("clusters", True)
+    return flop_from(word_dense(profile, seed), plan["prune_epochs"], target, **args)
 
 
 def word_agp(profile: str, seed: int, sparsity: float) -> RunConfig:
