@@ -10,7 +10,8 @@
 #   make test-paper-dry        every notebook in the paper profile against fabricated datasets, capped
 #                              (replicate/dry_run.py; writes only under build/paper-dry/)
 #   make bench                 replicate's training loop vs a bare PyTorch loop (images, a character LM)
-#   make time-from-scratch NOTEBOOKS=...   each notebook timed from an empty store (results/costs/)
+#   make time-from-scratch NOTEBOOKS=...   each notebook timed from an empty store (results/costs/);
+#                                          TOGETHER=1: all of them in one store, in order
 # Variables: PROFILE=cpu|paper|smoke  FRESH=1 (retrain, ignore stored runs)  NO_TRAIN=1 (training is an error)
 #            THREADS=N  WORKERS=N (processes for independent runs in reproduce targets; default 2)
 SHELL := /bin/bash
@@ -76,7 +77,7 @@ bench: setup
 	$(PY) -m replicate.bench
 
 time-from-scratch: data
-	$(PY) -m replicate.scratch --workers $(WORKERS) $(NOTEBOOKS)
+	$(PY) -m replicate.scratch --workers $(WORKERS) $(if $(TOGETHER),--together) $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache

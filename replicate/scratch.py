@@ -1,6 +1,7 @@
 """Time notebooks from an empty run store: what `make reproduce-all FRESH=1` costs, measured notebook by notebook.
 
     python -m replicate.scratch [--workers 2] NOTEBOOK_OR_FOLDER ...      (make time-from-scratch NOTEBOOKS=...)
+    python -m replicate.scratch --together NOTEBOOK_OR_FOLDER ...         (... TOGETHER=1: one store for all)
     python -m replicate.scratch --readme                                  (only rewrite the README's table)
 
 Each notebook is executed in the cpu profile in a throw-away clone of this checkout's HEAD (build/scratch/tree:
@@ -11,6 +12,12 @@ appended to results/costs/from_scratch.csv (notebook, commit, seconds, runs trai
 machine's CPU count, date, exit status), and the README's table of them, which sets each measurement beside
 the estimate that the committed records give for the same runs (reproduce.schedule_makespan over their
 recorded wall times). The clone, its stores and its executed notebooks are deleted afterwards.
+
+With --together the named notebooks are executed one after another in the same empty store, as `make
+reproduce-all FRESH=1` executes them: each row is what that notebook added, given the runs the earlier ones left
+(its `after` field names them; all rows of one such measurement share a `group`). Measurements of groups that
+share no run add up to what the groups cost together; runs shared across groups are paid once per group, so
+a sum over groups is an upper bound.
 
 A measurement is as good as the machine was idle: run nothing else beside it.
 """
@@ -28,7 +35,8 @@ from pathlib import Path
 
 from .store import repo_root
 
-FIELDS = ("notebook", "commit", "seconds", "runs_trained", "workers", "threads_per_run", "cpus", "date", "status")
+FIELDS = ("notebook", "commit", "seconds", "runs_trained", "workers", "threads_per_run", "cpus", "date", "status",
+          "after", "group")
 README_START, README_END = "<!-- scratch:begin -->", "<!-- scratch:end -->"
 
 
@@ -42,6 +50,13 @@ def _git(root: Path, *args) -> str:
 
 def measure(notebook: str, root: Path, workers: int) -> dict:
     """Execute `notebook` (a path relative to the checkout) from an empty store in a clone of HEAD; its row."""
+    return measure_together([notebook], root, workers)[0]
+
+
+def measure_together(notebooks: list, root: Path, workers: int, on_row=None) -> list:
+    """Execute `notebooks` one after another in one empty store in a clone of HEAD; one row each, holding
+    the seconds that notebook took and the runs it trained beyond those the earlier ones left. `on_row` is
+    called with each row as soon as its notebook has finished (an interrupted group keeps what it measured)."""
     base = root / "build" / "scratch"
     tree = base / "tree"
     shutil.rmtree(base, ignore_errors=True)
@@ -54,36 +69,76 @@ def measure(notebook: str, root: Path, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "REPLICATE_ROOT": str(tree), "REPLICATE_STORE": str(store),
            "REPLICATE_CACHE": str(cache), "REPLICATE_WORKERS": str(workers), "REPLICATE_FRESH": "0",
            "REPLICATE_NO_TRAIN": "0"}
-    print(f"{notebook}: from an empty store at {commit[:10]}, {workers} worker(s) ...", file=sys.stderr, flush=True)
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "replicate.reproduce", "--profile", "cpu", notebook], cwd=tree,
-                          env=env)
-    seconds = time.perf_counter() - t
-    trained = sum(1 for _ in store.rglob("*.json"))
-    row = {"notebook": notebook, "commit": commit, "seconds": round(seconds, 1), "runs_trained": trained,
-           "workers": workers, "cpus": os.cpu_count(),
-           # notebook.run_all gives each worker process one thread; a single worker trains in the kernel
-           "threads_per_run": 1 if workers > 1 else int(env.get("REPLICATE_THREADS") or os.cpu_count() or 1),
-           "date": datetime.date.today().isoformat(), "status": "ok" if proc.returncode == 0 else "failed"}
-    row["keys"] = sorted(p.stem.rsplit("_", 1)[-1] for p in store.rglob("*.json"))   # <label>_<key>.json
-    shutil.rmtree(base, ignore_errors=True)
-    return row
+    group = datetime.datetime.now().strftime("%Y-%m-%dT%H:%M:%S") if len(notebooks) > 1 else ""
+    rows: list = []
+    try:
+        for i, notebook in enumerate(notebooks):
+            before = _stored_keys(store)
+            print(f"{notebook}: from {'an empty store' if not i else 'the store the notebooks before it left'} at "
+                  f"{commit[:10]}, {workers} worker(s) ...", file=sys.stderr, flush=True)
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "replicate.reproduce", "--profile", "cpu", notebook],
+                                  cwd=tree, env=env)
+            seconds = time.perf_counter() - t
+            keys = sorted(_stored_keys(store) - before)
+            rows.append({"notebook": notebook, "commit": commit, "seconds": round(seconds, 1),
+                         "runs_trained": len(keys), "workers": workers, "cpus": os.cpu_count(),
+                         # notebook.run_all gives each worker process one thread; one worker trains in the kernel
+                         "threads_per_run": 1 if workers > 1 else int(env.get("REPLICATE_THREADS") or os.cpu_count()
+                                                                      or 1),
+                         "date": datetime.date.today().isoformat(),
+                         "status": "ok" if proc.returncode == 0 else "failed",
+                         "after": ";".join(notebooks[:i]), "group": group, "keys": keys})
+            if on_row is not None:
+                on_row(rows[-1])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return rows
+
+
+def _stored_keys(store: Path) -> set:
+    return {p.stem.rsplit("_", 1)[-1] for p in store.rglob("*.json")}       # <label>_<key>.json
+
+
+def _label(row: dict) -> str:
+    """A row's name in the keys file: the notebook; for a row measured with others in one store, after '@' the
+    notebooks run before it there and after '#' its group (so that it never stands for an alone measurement)."""
+    after, group = row.get("after") or "", row.get("group") or ""
+    return row["notebook"] + (f"@{after.replace(';', ',')}" if after else "") + (f"#{group}" if group else "")
 
 
 def append(root: Path, row: dict) -> None:
+    """One row appended to the measurements (a file written before a field was added gets the new header, its
+    rows an empty value there), and the row's run keys to the keys file beside it."""
     path = results_file(root)
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = []
+    if path.exists():
+        with path.open() as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != FIELDS:
+                old = list(reader)
+    if old:
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore", restval="")
+            w.writeheader()
+            w.writerows(old)
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore", restval="")
         if new:
             w.writeheader()
         w.writerow(row)
+    if "keys" in row:
+        with path.with_suffix(".keys").open("a") as f:
+            f.write(f"{_label(row)} {' '.join(row['keys'])}\n")
 
 
 def table(root: Path, store_dir: Path | None = None) -> str:
-    """Markdown: the latest measurement of each notebook, beside the estimate the committed records give for the
-    same runs (recorded wall times of the runs the measurement trained, scheduled on the same workers)."""
+    """Markdown: the latest measurement of each notebook (alone, or after given notebooks in the same store),
+    beside the estimate the committed records give for the same runs (recorded wall times of the runs the
+    measurement trained, scheduled on the same workers); then each measurement of several notebooks together,
+    with its total."""
     from .config import RunConfig
     from .reproduce import schedule_makespan
     from .store import Store
@@ -94,31 +149,55 @@ def table(root: Path, store_dir: Path | None = None) -> str:
     rows = {}
     with path.open() as f:
         for r in csv.DictReader(f):
-            rows[r["notebook"]] = r                     # the latest row of each notebook
+            rows[_label(r)] = r                          # the latest row of each notebook alone; every group's
     keys_file = path.with_suffix(".keys")
     keys = {}
     if keys_file.exists():
         for line in keys_file.read_text().splitlines():
-            nb, _, ks = line.partition(" ")
-            keys[nb] = ks.split()
+            label, _, ks = line.partition(" ")
+            keys[label] = ks.split()
     records = {r["key"]: r for r in Store(store_dir or root / "results" / "runs").records()}
     parent_of = {}
     for k, r in records.items():
         p = RunConfig.from_dict(r["config"]).parent
         parent_of[k] = p.key if p is not None else None
-    out = ["| notebook | commit | runs trained | workers | measured (min) | estimated from the records (min) "
-           "| measured / estimated |", "|---|---|---|---|---|---|---|"]
-    for nb in sorted(rows):
-        r = rows[nb]
-        known = [k for k in keys.get(nb, []) if k in records]
-        est = None
-        if known and len(known) == len(keys.get(nb, [])):
-            est = schedule_makespan({k: records[k]["provenance"].get("wall_time_s") or 0.0 for k in known}, parent_of,
-                                    int(r["workers"])) / 60
+
+    def estimate(label, workers):
+        want = keys.get(label)
+        if want is None or any(k not in records for k in want):
+            return None
+        return schedule_makespan({k: records[k]["provenance"].get("wall_time_s") or 0.0 for k in want}, parent_of,
+                                 workers) / 60
+
+    out = ["| notebook | store at its start | commit | runs trained | workers | measured (min) "
+           "| estimated from the records (min) | measured / estimated |", "|---|---|---|---|---|---|---|---|"]
+    number = {g: i + 1 for i, g in enumerate(sorted({r.get("group") for r in rows.values()} - {None, ""}))}
+    groups: dict = {}
+    for label in sorted(rows, key=lambda lb: (rows[lb].get("group") or "", lb)):
+        r = rows[label]
+        est = estimate(label, int(r["workers"]))
         measured = float(r["seconds"]) / 60
         status = "" if r["status"] == "ok" else f" ({r['status']})"
-        out.append(f"| {nb} | `{r['commit'][:8]}` | {r['runs_trained']} | {r['workers']} | {measured:.1f}{status} | "
-                   + (f"{est:.1f} | {measured / est:.2f} |" if est else "— | — |"))
+        before = len(r["after"].split(";")) if r.get("after") else 0
+        start = "empty"
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append((r, est))
+            start = (f"empty (first of group {number[r['group']]})" if not before else
+                     f"what the {before} notebook{'s' if before > 1 else ''} before it in group "
+                     f"{number[r['group']]} left")
+        out.append(f"| {r['notebook']} | {start} | `{r['commit'][:8]}` | {r['runs_trained']} | {r['workers']} | "
+                   f"{measured:.1f}{status} | " + (f"{est:.1f} | {measured / est:.2f} |" if est else "— | — |"))
+    for group, members in sorted(groups.items()):
+        members.sort(key=lambda m: len(m[0]["after"].split(";")) if m[0].get("after") else 0)
+        first = members[0][0]
+        total = sum(float(r["seconds"]) for r, _ in members) / 60
+        ests = [e for _, e in members]
+        est = f"{sum(ests):.1f}" if all(e is not None for e in ests) else "—"
+        ok = all(r["status"] == "ok" for r, _ in members)
+        out.append(f"\nGroup {number[group]} (one store, notebooks in this order, `{first['commit'][:8]}`, "
+                   f"{first['workers']} workers, {group[:10]}): {', '.join(r['notebook'] for r, _ in members)}: "
+                   f"**{total:.1f} min** measured{'' if ok else ' (a notebook failed)'}, {est} min estimated from "
+                   f"the records.")
     return "\n".join(out) + "\n"
 
 
@@ -138,8 +217,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replicate.scratch", description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*", help="notebooks or folders")
     ap.add_argument("--workers", type=int, default=int(os.environ.get("REPLICATE_WORKERS", "2")))
+    ap.add_argument("--together", action="store_true",
+                    help="one empty store for all the named notebooks, executed in order (as make reproduce-all "
+                         "FRESH=1 does); each row is what its notebook added")
     ap.add_argument("--readme", action="store_true", help="only rewrite the README's table from the measurements")
     a = ap.parse_args(argv)
+    if a.workers < 1:
+        ap.error(f"--workers must be at least 1, not {a.workers}")
     root = repo_root()
     if not a.readme:
         if not a.paths:
@@ -148,14 +232,15 @@ def main(argv=None) -> int:
             print("note: the library has uncommitted changes; the measurement runs HEAD's committed code",
                   file=sys.stderr)
         from .reproduce import _notebooks
-        for nb in _notebooks(a.paths):
-            rel = str(nb.relative_to(root))
-            row = measure(rel, root, a.workers)
+        rels = [str(nb.relative_to(root)) for nb in _notebooks(a.paths)]
+
+        def record(row):
             append(root, row)
-            with results_file(root).with_suffix(".keys").open("a") as f:
-                f.write(f"{rel} {' '.join(row['keys'])}\n")
-            print(f"  {rel}: {row['seconds'] / 60:.1f} min, {row['runs_trained']} runs trained ({row['status']})",
-                  file=sys.stderr, flush=True)
+            print(f"  {row['notebook']}: {row['seconds'] / 60:.1f} min, {row['runs_trained']} runs trained "
+                  f"({row['status']})", file=sys.stderr, flush=True)
+
+        for batch in ([rels] if a.together else [[r] for r in rels]):
+            measure_together(batch, root, a.workers, on_row=record)
     update_readme(root)
     return 0
 

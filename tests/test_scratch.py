@@ -34,6 +34,44 @@ def test_the_table_sets_the_latest_measurement_beside_the_records_estimate(tmp_p
         assert len(list(csv.DictReader(f))) == 3                           # every measurement is kept
 
 
+def test_notebooks_measured_together_are_listed_in_order_with_their_total(tmp_path):
+    records = list(Store(ROOT / "results" / "runs").records("dense"))[:3]
+    if len(records) < 3:
+        pytest.skip("no committed dense records")
+    keys = [r["key"] for r in records]
+    (tmp_path / "results" / "costs").mkdir(parents=True)
+    common = {"commit": "0123456789abcdef", "status": "ok", "workers": 2}
+    scratch.append(tmp_path, {**common, "notebook": "a.ipynb", "seconds": 600, "runs_trained": 3, "keys": keys})
+    scratch.append(tmp_path, {**common, "notebook": "a.ipynb", "seconds": 120, "runs_trained": 2, "keys": keys[:2],
+                              "group": "2026-01-01T00:00:00"})
+    scratch.append(tmp_path, {**common, "notebook": "b.ipynb", "seconds": 60, "runs_trained": 1, "keys": keys[2:],
+                              "group": "2026-01-01T00:00:00", "after": "a.ipynb"})
+    text = scratch.table(tmp_path, ROOT / "results" / "runs")
+    lines = text.splitlines()
+    alone = [ln for ln in lines if ln.startswith("| a.ipynb | empty |")]
+    grouped = [ln for ln in lines if "group 1" in ln]
+    assert len(alone) == 1 and "| 10.0 |" in alone[0]        # the group's first row does not replace it
+    assert len(grouped) == 2 and "| 2.0 |" in grouped[0] and "before it in group 1" in grouped[1]
+    wall = {r["key"]: r["provenance"].get("wall_time_s") or 0.0 for r in records}
+    est = (schedule_makespan({k: wall[k] for k in keys[:2]}, {}, 2) + schedule_makespan({keys[2]: wall[keys[2]]}, {},
+                                                                                          2)) / 60
+    total = [ln for ln in lines if ln.startswith("Group 1")]
+    assert len(total) == 1 and "a.ipynb, b.ipynb: **3.0 min** measured" in total[0] and f"{est:.1f} min" in total[0]
+
+
+def test_a_measurements_file_without_the_newer_fields_keeps_its_rows(tmp_path):
+    path = scratch.results_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("notebook,commit,seconds,runs_trained,workers,threads_per_run,cpus,date,status\n"
+                    "a.ipynb,abc,10.0,1,2,1,2,2026-01-01,ok\n")
+    scratch.append(tmp_path, {"notebook": "b.ipynb", "commit": "abc", "seconds": 5, "runs_trained": 0, "workers": 2,
+                              "status": "ok", "after": "a.ipynb", "group": "g"})
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == scratch.FIELDS and [r["notebook"] for r in rows] == ["a.ipynb", "b.ipynb"]
+    assert rows[0]["seconds"] == "10.0" and rows[0]["after"] == "" and rows[1]["after"] == "a.ipynb"
+
+
 def test_without_measurements_the_table_says_how_to_make_them(tmp_path):
     assert "make time-from-scratch" in scratch.table(tmp_path)
 
@@ -42,8 +80,9 @@ def test_a_notebook_timed_from_an_empty_store_trains_every_run_and_leaves_the_ch
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
         pytest.skip("not a git checkout")
     before = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True).stdout
-    row = scratch.measure("notebooks/_template.ipynb", ROOT, 2)
-    assert row["status"] == "ok" and row["seconds"] > 0
+    row, again = scratch.measure_together(["notebooks/_template.ipynb"] * 2, ROOT, 2)
+    assert row["status"] == "ok" and row["seconds"] > 0 and not row["after"] and row["group"] == again["group"]
+    assert again["status"] == "ok" and again["runs_trained"] == 0 and again["after"] == "notebooks/_template.ipynb"
     committed = {r["key"] for r in Store(ROOT / "results" / "runs").records()}
     assert row["runs_trained"] == len(row["keys"]) > 0 and set(row["keys"]) <= committed   # the same runs, trained
     assert row["commit"] == subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
