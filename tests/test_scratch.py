@@ -13,10 +13,16 @@ from replicate.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_table_sets_the_latest_measurement_beside_the_records_estimate(tmp_path):
-    records = list(Store(ROOT / "results" / "runs").records("dense"))[:3]
-    if len(records) < 3:
+@pytest.fixture
+def records():
+    """Three committed records, whose recorded wall times the tables' estimates are made of."""
+    found = list(Store(ROOT / "results" / "runs").records("dense"))[:3]
+    if len(found) < 3:
         pytest.skip("no committed dense records")
+    return found
+
+
+def test_the_table_sets_the_latest_measurement_beside_the_records_estimate(tmp_path, records):
     keys = [r["key"] for r in records]
     (tmp_path / "results" / "costs").mkdir(parents=True)
     for row in ({"notebook": "a.ipynb", "seconds": 999, "status": "ok", "workers": 2},
@@ -34,10 +40,7 @@ def test_the_table_sets_the_latest_measurement_beside_the_records_estimate(tmp_p
         assert len(list(csv.DictReader(f))) == 3                           # every measurement is kept
 
 
-def test_notebooks_measured_together_are_listed_in_order_with_their_total(tmp_path):
-    records = list(Store(ROOT / "results" / "runs").records("dense"))[:3]
-    if len(records) < 3:
-        pytest.skip("no committed dense records")
+def test_notebooks_measured_together_are_listed_in_order_with_their_total(tmp_path, records):
     keys = [r["key"] for r in records]
     (tmp_path / "results" / "costs").mkdir(parents=True)
     common = {"commit": "0123456789abcdef", "status": "ok", "workers": 2}
