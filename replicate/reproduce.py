@@ -152,10 +152,10 @@ def cost_table(per_notebook: dict, store_dir: Path, workers: int = 2) -> str:
     store (schedule_makespan of all its runs) and its longest chain of parents (no number of workers makes
     it shorter). The last line totals the runs a from-scratch execution trains once each, and `make
     reproduce-all FRESH=1` (notebooks one after another, each training only what earlier ones did not).
-    Recorded times come from the runs' provenance (one thread each, on whatever load the machine had then),
-    not from a timed from-scratch execution."""
+    Recorded times come from the runs' provenance (one thread each, on whatever load the machine had then;
+    each run's own time, store.own_seconds), not from a timed from-scratch execution."""
     from .config import RunConfig
-    from .store import Store
+    from .store import Store, own_seconds
 
     records = {r["key"]: r for r in Store(store_dir).records()}
     parent_of = {}
@@ -174,7 +174,7 @@ def cost_table(per_notebook: dict, store_dir: Path, workers: int = 2) -> str:
         return out
 
     def seconds(keys):
-        return {k: records[k]["provenance"].get("wall_time_s") or 0.0 for k in keys}
+        return {k: own_seconds(records[k], records.get(parent_of[k])) for k in keys}
 
     def hours(keys):
         return sum(seconds(keys).values()) / 3600

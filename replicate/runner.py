@@ -77,6 +77,7 @@ class Context:
     def __init__(self, cfg: RunConfig, ds, device, store: Store):
         self.cfg, self.data, self.device, self.store = cfg, ds, device, store
         self.parent_note = None
+        self.parent_seconds = 0.0     # spent getting the parent's model (trained now, or read): not this run's time
         self.task = task_for(cfg, ds)
 
     @property
@@ -93,7 +94,11 @@ class Context:
         """The parent run's trained model (trained now if its weights are not cached). When those weights
         had to be recomputed and do not reproduce the parent's record (another CPU or torch build), the
         run's provenance says so (`parent_weights`), with both values of the parent's headline metric."""
-        model, record = load_model(self.cfg.parent, store=self.store)
+        t = time.perf_counter()
+        try:
+            model, record = load_model(self.cfg.parent, store=self.store)
+        finally:
+            self.parent_seconds += time.perf_counter() - t
         if record is not None and record.get("weights") == RECOMPUTED:
             self.parent_note = {"key": record["key"], "metric": record["weights_metric"],
                                 "record": record["weights_stored"], "weights": record["metrics"][record["weights_metric"]]}
@@ -165,14 +170,18 @@ def library_hash() -> str:
     return _LIBRARY_HASH
 
 
-def _provenance(device, threads, start, wall, ds) -> dict:
+def _provenance(device, threads, start, wall, ds, parent_s: float = 0.0) -> dict:
+    """`wall` is the run's own time: the seconds spent getting its parent's model (training it, when the store
+    lacked it, or reading its weights) are left out and recorded as `parent_s`. (Records made before `parent_s`
+    existed count a parent trained inside the same call in their wall time; store.own_seconds corrects them.)"""
     commit, dirty = _git_commit()
     return {
         "replicate_version": __version__, "git_commit": commit, "git_dirty": dirty, "library_hash": library_hash(),
         "torch_version": torch.__version__, "python_version": platform.python_version(),
         "device": str(device), "device_name": (torch.cuda.get_device_name(device)
                                                 if device.type == "cuda" else platform.processor() or "cpu"),
-        "threads": threads, "wall_time_s": round(wall, 3), "start_time": start, "end_time": _now(),
+        "threads": threads, "wall_time_s": round(wall, 3), "parent_s": round(parent_s, 3), "start_time": start,
+        "end_time": _now(),
         "data_source": ds.source, "n_train": len(ds.x_train), "n_test": len(ds.x_test),
         "host": socket.gethostname(), "executor": os.environ.get("REPLICATE_EXECUTOR_USED", "inline"),
     }
@@ -272,13 +281,14 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
     except train.Divergence as err:
         new = {"config": cfg.to_dict(), "status": "failed", "error": str(err),
                "failed_epoch": err.epoch, "history": err.history, "metrics": {},
-               "provenance": _provenance(device, threads, start, time.perf_counter() - t0, ds)}
+               "provenance": _provenance(device, threads, start, time.perf_counter() - t0 - ctx.parent_seconds, ds,
+                                         ctx.parent_seconds)}
         store.put(new)
         warnings.warn(f"run {cfg.label} diverged ({err}); recorded as failed", stacklevel=2)
         if want_model:
             raise
         return store.get(cfg), None
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 - ctx.parent_seconds
     model = result.model
     task = ctx.task
     m = metrics.summarize(model, example=task.example_input(ds))
@@ -286,7 +296,7 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
                                 validation=load_data(cfg, validation=True) if cfg.val_size else None))
     m.update(result.extra)
     new = {"config": cfg.to_dict(), "status": "ok", "history": result.history, "metrics": m,
-           "provenance": _provenance(device, threads, start, wall, ds)}
+           "provenance": _provenance(device, threads, start, wall, ds, ctx.parent_seconds)}
     if ctx.parent_note is not None:
         new["provenance"]["parent_weights"] = ctx.parent_note
     if have and record["status"] == "ok" and want_model:
@@ -297,7 +307,8 @@ def _train(cfg, store, record, have, want_model, wpath, threads):
         new = record
         if abs(record["metrics"][k] - m[k]) > 1e-9:
             new = {**record, "metrics": m, "history": result.history, "weights": RECOMPUTED, "weights_metric": k,
-                   "weights_stored": record["metrics"][k], "provenance": _provenance(device, threads, start, wall, ds)}
+                   "weights_stored": record["metrics"][k],
+                   "provenance": _provenance(device, threads, start, wall, ds, ctx.parent_seconds)}
             _warn_recomputed(cfg, new)
             # not in the run's cache slot, which holds only weights that match their record: kept beside it
             # with the metrics they give, so that the next run needing them on this machine does not retrain

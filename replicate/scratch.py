@@ -141,7 +141,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
     with its total."""
     from .config import RunConfig
     from .reproduce import schedule_makespan
-    from .store import Store
+    from .store import Store, own_seconds
 
     path = results_file(root)
     if not path.exists():
@@ -166,7 +166,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
         want = keys.get(label)
         if want is None or any(k not in records for k in want):
             return None
-        return schedule_makespan({k: records[k]["provenance"].get("wall_time_s") or 0.0 for k in want}, parent_of,
+        return schedule_makespan({k: own_seconds(records[k], records.get(parent_of[k])) for k in want}, parent_of,
                                  workers) / 60
 
     out = ["| notebook | store at its start | commit | runs trained | workers | measured (min) "

@@ -75,6 +75,29 @@ def cache_dir() -> Path:
     return Path(env) if env else repo_root() / ".cache" / "replicate"
 
 
+def own_seconds(record: dict, parent: dict | None = None) -> float:
+    """The seconds a run's own training took, from its record (and its parent's record, when it has one).
+
+    A record's `wall_time_s` leaves out the time spent getting its parent's model, which its provenance
+    gives as `parent_s`. Records made before `parent_s` existed count there a parent that was trained inside
+    the same call (a child run asked for before its parent was stored): such a parent is recognised by its
+    recorded interval lying within the child's, and its recorded wall time (which counts its own parents the
+    same way) is taken off. A parent retrained only to recover its weights cannot be recognised that way."""
+    import datetime
+
+    prov = record.get("provenance", {})
+    wall = prov.get("wall_time_s") or 0.0
+    if "parent_s" in prov or parent is None:
+        return wall
+    pp = parent.get("provenance", {})
+    try:
+        inside = (datetime.datetime.fromisoformat(prov["start_time"]) <= datetime.datetime.fromisoformat(pp["start_time"])
+                  and datetime.datetime.fromisoformat(pp["end_time"]) <= datetime.datetime.fromisoformat(prov["end_time"]))
+    except (KeyError, TypeError, ValueError):
+        return wall
+    return max(wall - (pp.get("wall_time_s") or 0.0), 0.0) if inside else wall
+
+
 class CorruptRecord(ValueError):
     pass
 
@@ -173,5 +196,10 @@ class Store:
                 warnings.warn(f"skipping corrupt run record {path.name}: {err}", stacklevel=2)
 
     # -- trained weights (git-ignored cache) -------------------------------------
+    def own_seconds(self, record: dict) -> float:
+        """The seconds the run of `record` took itself, without its parent's (module function own_seconds)."""
+        parent = RunConfig.from_dict(record["config"]).parent
+        return own_seconds(record, self.get(parent) if parent is not None else None)
+
     def weights_path(self, cfg: RunConfig) -> Path:
         return cache_dir() / "weights" / cfg.method / f"{cfg.label}-{cfg.key}.pt"

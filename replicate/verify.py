@@ -30,11 +30,11 @@ METRICS = ("test_acc", "test_bpc", "test_ppl", "remaining", "compression")
 
 def _cost(record: dict, store: Store) -> float:
     """Recorded wall time of the run and of each parent that a fresh store would have to train."""
-    total = record["provenance"].get("wall_time_s") or 0.0
+    total = store.own_seconds(record)
     parent = RunConfig.from_dict(record["config"]).parent
     while parent is not None:
         p = store.get(parent)
-        total += (p["provenance"].get("wall_time_s") or 0.0) if p else math.inf
+        total += store.own_seconds(p) if p else math.inf
         parent = parent.parent
     return total
 

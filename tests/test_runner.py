@@ -39,6 +39,35 @@ def test_record_holds_configuration_curves_metrics_and_provenance():
     assert rec["provenance"]["threads"] == 1
 
 
+def test_a_childs_wall_time_leaves_out_the_parent_it_had_to_train(tmp_path):
+    from datetime import datetime
+    store = Store(tmp_path / "runs")
+    parent = RunConfig(**SMALL)
+    child = parent.replace(method="magnitude", parent=parent, epochs=1, args={"schedule": "oneshot", "compression": 4})
+    rec = runner.run(child, store=store)                  # the parent is trained inside this call
+    prec = store.get(parent)
+    p, pp = rec["provenance"], prec["provenance"]
+    span = (datetime.fromisoformat(p["end_time"]) - datetime.fromisoformat(p["start_time"])).total_seconds()
+    assert p["parent_s"] >= pp["wall_time_s"] > 0          # getting the parent included training it
+    assert p["wall_time_s"] + p["parent_s"] <= span + 0.01  # the two parts of the call, counted once each
+    assert store.own_seconds(rec) == p["wall_time_s"]
+    assert pp["parent_s"] == 0.0                           # a run without a parent
+
+
+def test_own_seconds_takes_a_parent_trained_inside_an_older_record_off_its_wall_time():
+    from replicate.store import own_seconds
+    old = {"wall_time_s": 100.0, "start_time": "2026-01-01T10:00:00+00:00", "end_time": "2026-01-01T10:01:40+00:00"}
+    inside = {"provenance": {"wall_time_s": 70.0, "start_time": "2026-01-01T10:00:01+00:00",
+                             "end_time": "2026-01-01T10:01:11+00:00"}}
+    before = {"provenance": {"wall_time_s": 70.0, "start_time": "2026-01-01T09:00:00+00:00",
+                             "end_time": "2026-01-01T09:01:10+00:00"}}
+    assert own_seconds({"provenance": old}, inside) == 30.0          # trained inside the child's call
+    assert own_seconds({"provenance": old}, before) == 100.0         # stored before: the wall time is the run's own
+    assert own_seconds({"provenance": old}, None) == 100.0
+    assert own_seconds({"provenance": {**old, "parent_s": 70.0}}, inside) == 100.0   # already its own time
+    assert own_seconds({"provenance": {**old, "wall_time_s": 50.0}}, inside) == 0.0  # never negative
+
+
 def test_stored_run_is_not_rerun(monkeypatch):
     cfg = RunConfig(**SMALL)
     first = replicate.run(cfg)
