@@ -149,7 +149,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
     rows = {}
     with path.open() as f:
         for r in csv.DictReader(f):
-            rows[_label(r)] = r                          # the latest row of each notebook alone; every group's
+            rows[_label(r)] = r      # the latest alone row of each notebook; each group's rows are kept apart
     keys_file = path.with_suffix(".keys")
     keys = {}
     if keys_file.exists():

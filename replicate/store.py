@@ -83,7 +83,7 @@ def own_seconds(record: dict, parent: dict | None = None) -> float:
     the same call (a child run asked for before its parent was stored): such a parent is recognised by its
     recorded interval lying within the child's, and its recorded wall time (which counts its own parents the
     same way) is taken off. A parent retrained only to recover its weights cannot be recognised that way."""
-    import datetime
+    from datetime import datetime
 
     prov = record.get("provenance", {})
     wall = prov.get("wall_time_s") or 0.0
@@ -91,10 +91,11 @@ def own_seconds(record: dict, parent: dict | None = None) -> float:
         return wall
     pp = parent.get("provenance", {})
     try:
-        inside = (datetime.datetime.fromisoformat(prov["start_time"]) <= datetime.datetime.fromisoformat(pp["start_time"])
-                  and datetime.datetime.fromisoformat(pp["end_time"]) <= datetime.datetime.fromisoformat(prov["end_time"]))
+        start, end, p_start, p_end = (datetime.fromisoformat(t) for t in (prov["start_time"], prov["end_time"],
+                                                                          pp["start_time"], pp["end_time"]))
     except (KeyError, TypeError, ValueError):
         return wall
+    inside = start <= p_start and p_end <= end
     return max(wall - (pp.get("wall_time_s") or 0.0), 0.0) if inside else wall
 
 
@@ -195,11 +196,11 @@ class Store:
             except CorruptRecord as err:
                 warnings.warn(f"skipping corrupt run record {path.name}: {err}", stacklevel=2)
 
-    # -- trained weights (git-ignored cache) -------------------------------------
     def own_seconds(self, record: dict) -> float:
         """The seconds the run of `record` took itself, without its parent's (module function own_seconds)."""
         parent = RunConfig.from_dict(record["config"]).parent
         return own_seconds(record, self.get(parent) if parent is not None else None)
 
+    # -- trained weights (git-ignored cache) -------------------------------------
     def weights_path(self, cfg: RunConfig) -> Path:
         return cache_dir() / "weights" / cfg.method / f"{cfg.label}-{cfg.key}.pt"
