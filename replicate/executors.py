@@ -21,10 +21,16 @@ record a local re-execution would make (up to the provenance, which names the ho
 executor) and a cache hit for it, and the reverse.
 
 Scheduling: runs whose parent is missing too are preceded by the parent, as a job of its own,
-once however many children share it (levels: a run waits until its ancestors are stored). Jobs
-are collected as they finish, with a progress line; a job that raises or whose worker is lost is
+once however many children share it (job_graph). A run is submitted as soon as its parent's job
+has finished, not when a whole generation has: with a limited number of workers (local processes,
+a Dask LocalCluster), each free worker takes the ready run with the longest estimated work still
+behind it (its own and its longest chain of children in the call), so that parents go before the
+runs that do not wait for anything and no worker idles while a run is ready. On Slurm and on a
+running Dask cluster every ready run is submitted at once and the cluster queues them. Jobs are
+collected as they finish, with a progress line; a job that raises or whose worker is lost is
 submitted once more, and a run that fails twice is reported by name (never dropped silently:
-`run_all` then raises unless the run left a failed record, such as a diverged training).
+`run_all` then raises unless the run left a failed record, such as a diverged training). The
+order changes no record: every run has its own seed.
 """
 from __future__ import annotations
 
@@ -60,24 +66,38 @@ def job(cfg_dict: dict, executor: str) -> tuple:
         return cfg.key, run(cfg)["status"]
 
 
-def levels(missing, have) -> list:
-    """The runs to execute in waves: each missing configuration and its missing ancestors, once
-    each (by key), grouped so that every run comes after its parent; within a wave, longest first."""
+def job_graph(missing, have) -> tuple:
+    """The runs to execute: each missing configuration and its missing ancestors, once each (by key).
+    Returns (nodes, parent): key -> configuration, and key -> the key of its parent when that parent
+    runs in this call too (None when the parent is stored or there is none)."""
+    nodes, parent = {}, {}
+    for cfg in missing:
+        c = cfg
+        while c is not None and not have(c) and c.key not in nodes:
+            nodes[c.key] = c
+            up = c.parent if c.parent is not None and not have(c.parent) else None
+            parent[c.key] = up.key if up is not None else None
+            c = up
+    return nodes, parent
+
+
+def priorities(nodes: dict, parent: dict) -> dict:
+    """key -> the estimated work behind a run: its own cost estimate plus the longest chain of its
+    children in the graph (a run that others wait for comes before one of the same size that nobody
+    waits for)."""
     from .notebook import _cost_estimate
 
-    depth, node = {}, {}
-    for cfg in missing:
-        chain, c = [], cfg
-        while c is not None and not have(c):
-            chain.append(c)
-            c = c.parent
-        for d, c in enumerate(reversed(chain)):      # d = missing ancestors above c
-            depth[c.key] = max(depth.get(c.key, 0), d)
-            node[c.key] = c
-    waves = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for key, d in depth.items():
-        waves[d].append(node[key])
-    return [sorted(w, key=_cost_estimate, reverse=True) for w in waves]
+    children: dict = {}
+    for k, p in parent.items():
+        if p is not None:
+            children.setdefault(p, []).append(k)
+    memo: dict = {}
+
+    def behind(k):
+        if k not in memo:
+            memo[k] = _cost_estimate(nodes[k]) + max((behind(c) for c in children.get(k, ())), default=0.0)
+        return memo[k]
+    return {k: behind(k) for k in nodes}
 
 
 class _Local:
@@ -86,6 +106,7 @@ class _Local:
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        self.slots = workers        # jobs in flight at most: the scheduler picks the next one itself
 
     def submit(self, cfg_dict):
         return self.pool.submit(job, cfg_dict, "local")
@@ -104,10 +125,12 @@ class _Dask:
         self.cluster = None
         if address:
             self.client = Client(address)
+            self.slots = None       # a running cluster of unknown size queues whatever is ready
         else:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None)
             self.client = Client(self.cluster)
+            self.slots = workers
 
     def submit(self, cfg_dict):
         return self.client.submit(job, cfg_dict, "dask", pure=False)
@@ -140,6 +163,7 @@ class _Slurm:
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
+        self.slots = None           # Slurm queues every ready job
 
     def submit(self, cfg_dict):
         return self.executor.submit(job, cfg_dict, "slurm")
@@ -164,38 +188,56 @@ def _int_env(name: str, default: int) -> int:
 _KINDS = {"local": _Local, "dask": _Dask, "slurm": _Slurm}
 
 
+POLL_S = 0.2                    # seconds between looks at the jobs in flight
+
+
 def dispatch(missing, have, workers: int, label: str = "runs", executor: str | None = None) -> list:
-    """Run the missing configurations (and their missing ancestors, first) on the executor; return
-    [(configuration, error text)] for runs that failed twice (empty when all finished)."""
+    """Run the missing configurations (and their missing ancestors, each after its parent) on the
+    executor; return [(configuration, error text)] for runs that failed twice (empty when all finished).
+    A run becomes ready when its parent's job is done (a parent that failed twice leaves its children
+    to try it again themselves, and fail by name); free slots take the ready run with the most work behind it."""
     from .train import note
 
     name = executor or executor_name()
-    waves = levels(missing, have)
-    total, done, failures = sum(len(w) for w in waves), 0, []
-    if not total:
+    nodes, parent = job_graph(missing, have)
+    if not nodes:
         return []
+    rank = priorities(nodes, parent)
+    waiting: dict = {}
+    for k, p in parent.items():
+        if p is not None:
+            waiting.setdefault(p, []).append(k)
+    ready = [k for k in nodes if parent[k] is None]
+    total, done, failures = len(nodes), 0, []
     backend = _KINDS[name](workers)
+    slots = getattr(backend, "slots", None)
+    pending: dict = {}
     try:
-        for wave in waves:
-            pending = {id(f): (f, c, 0) for c in wave for f in [backend.submit(c.to_dict())]}
-            while pending:
-                finished = [v for v in pending.values() if v[0].done()]
-                if not finished:
-                    time.sleep(0.2)
-                    continue
-                for fut, cfg, tries in finished:
-                    del pending[id(fut)]
-                    try:
-                        fut.result()
-                    except Exception as err:          # the job raised, or its worker was lost
-                        if tries < RETRIES:
-                            note(f"  {label}: {cfg.label} failed on {name} ({type(err).__name__}: {err}); retrying once")
-                            new = backend.submit(cfg.to_dict())
-                            pending[id(new)] = (new, cfg, tries + 1)
-                            continue
-                        failures.append((cfg, f"{type(err).__name__}: {err}"))
-                    done += 1
-                    note(f"  {label}: {done}/{total} runs finished on {name}" + (f", {len(failures)} failed" if failures else ""))
+        while ready or pending:
+            ready.sort(key=lambda k: -rank[k])       # stable: equal estimates keep the order they came in
+            while ready and (slots is None or len(pending) < slots):
+                k = ready.pop(0)
+                f = backend.submit(nodes[k].to_dict())
+                pending[id(f)] = (f, k, 0)
+            finished = [v for v in pending.values() if v[0].done()]
+            if not finished:
+                time.sleep(POLL_S)
+                continue
+            for fut, k, tries in finished:
+                del pending[id(fut)]
+                cfg = nodes[k]
+                try:
+                    fut.result()
+                except Exception as err:          # the job raised, or its worker was lost
+                    if tries < RETRIES:
+                        note(f"  {label}: {cfg.label} failed on {name} ({type(err).__name__}: {err}); retrying once")
+                        new = backend.submit(cfg.to_dict())
+                        pending[id(new)] = (new, k, tries + 1)
+                        continue
+                    failures.append((cfg, f"{type(err).__name__}: {err}"))
+                done += 1
+                ready.extend(waiting.pop(k, ()))
+                note(f"  {label}: {done}/{total} runs finished on {name}" + (f", {len(failures)} failed" if failures else ""))
     finally:
         backend.close()
     return failures

@@ -5,7 +5,7 @@ import pytest
 
 from replicate import notebook as nb
 from replicate.config import ConfigError, RunConfig
-from replicate.executors import EXECUTORS, _int_env, executor_name, levels
+from replicate.executors import EXECUTORS, _int_env, executor_name, job_graph, priorities
 from replicate.store import Store
 
 SMALL = dict(method="dense", model="lenet300-100", dataset="mnist5k", epochs=1, train_size=300, test_size=100,
@@ -31,16 +31,77 @@ def test_executor_setting_is_validated(monkeypatch):
         _int_env("REPLICATE_SLURM_TIME", 240)
 
 
-def test_levels_put_every_missing_parent_first_and_once():
+def test_the_job_graph_holds_every_missing_parent_once_before_its_children():
     dense, pruned = grid()
     nothing = lambda c: False  # noqa: E731
-    waves = levels(pruned + [pruned[0]], nothing)
-    assert [sorted(c.key for c in w) for w in waves] == [sorted(d.key for d in dense), sorted(p.key for p in pruned)]
+    nodes, parent = job_graph(pruned + [pruned[0]], nothing)
+    assert sorted(nodes) == sorted(c.key for c in dense + pruned)
+    assert {k: parent[k] for k in nodes} == {**{d.key: None for d in dense}, **{p.key: d.key for d, p in zip(dense, pruned)}}
+    rank = priorities(nodes, parent)
+    assert all(rank[d.key] > rank[p.key] for d, p in zip(dense, pruned))    # a parent carries its child's work
     stored = {dense[0].key}
-    waves = levels(pruned, lambda c: c.key in stored)
-    # pruned[0]'s parent is stored: it can start at once, beside dense[1]; pruned[1] waits for dense[1]
-    assert [sorted(c.key for c in w) for w in waves] == [sorted([dense[1].key, pruned[0].key]), [pruned[1].key]]
-    assert levels([], nothing) == []
+    nodes, parent = job_graph(pruned, lambda c: c.key in stored)
+    # pruned[0]'s parent is stored: it is ready at once, beside dense[1]; pruned[1] waits for dense[1]
+    assert parent == {pruned[0].key: None, dense[1].key: None, pruned[1].key: dense[1].key}
+    assert job_graph([], nothing) == ({}, {})
+
+
+class _Timed:
+    """A fake job that is done after it has been looked at `ticks` times (one look per scheduler pass)."""
+    def __init__(self, ticks, log, key):
+        self.ticks, self.log, self.key = ticks, log, key
+
+    def done(self):
+        self.ticks -= 1
+        if self.ticks <= 0 and self.key not in self.log["finished"]:
+            self.log["finished"].append(self.key)
+        return self.ticks <= 0
+
+    def result(self):
+        return None
+
+
+def test_a_ready_run_takes_a_free_worker_at_once_and_never_before_its_parent(monkeypatch):
+    """Three missing parents, two of them with a child, and two workers: the parents with children go
+    first; when the first parent finishes, the free worker takes the ready run with the most work behind
+    it (its child or the third parent) instead of waiting for the whole generation; a child never starts
+    before its parent is done, and no more than two jobs are ever in flight."""
+    from replicate import executors
+
+    parents = [RunConfig(**{**SMALL, "seed": s}) for s in range(3)]
+    kids = [p.replace(method="magnitude", parent=p, epochs=2, args={"schedule": "oneshot", "compression": 4.0})
+            for p in parents[:2]]      # two epochs: estimated longer than the third parent's one
+    log = {"submitted": [], "finished": [], "in_flight": []}
+    ticks = {parents[0].key: 1, parents[1].key: 3, parents[2].key: 1, kids[0].key: 1, kids[1].key: 1}
+
+    class Fake:
+        slots = 2
+
+        def __init__(self, workers):
+            self.slots = workers
+
+        def submit(self, cfg_dict):
+            key = RunConfig.from_dict(cfg_dict).key
+            log["submitted"].append(key)
+            log["in_flight"].append(len(log["submitted"]) - len(log["finished"]))
+            return _Timed(ticks[key], log, key)
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(executors._KINDS, "local", Fake)
+    monkeypatch.setattr(executors, "POLL_S", 0)
+    assert executors.dispatch(kids + [parents[2]], lambda c: False, 2, "schedule", "local") == []
+    order = log["submitted"]
+    assert sorted(order) == sorted(c.key for c in parents + kids)
+    assert set(order[:2]) == {parents[0].key, parents[1].key}           # the parents others wait for first
+    assert max(log["in_flight"]) <= 2
+    for p, k in zip(parents, kids):
+        assert log["finished"].index(p.key) < order.index(k.key)        # a child after its parent is done
+    # parent 0 finished first while parent 1 still ran: its child (estimated longer than the third parent) took
+    # the free worker, then the third parent; generation by generation, the child would have waited for parent 1
+    assert order[2] == kids[0].key and order.index(parents[2].key) < order.index(kids[1].key)
+    assert log["in_flight"][2:4] == [2, 2]       # while parent 1 ran, the other worker was never idle
 
 
 def _records(cfgs):
