@@ -84,20 +84,11 @@ def job_graph(missing, have) -> tuple:
 def priorities(nodes: dict, parent: dict) -> dict:
     """key -> the estimated work behind a run: its own cost estimate plus the longest chain of its
     children in the graph (a run that others wait for comes before one of the same size that nobody
-    waits for)."""
+    waits for); the same rule as the cost table's schedule estimate (reproduce.schedule_makespan)."""
     from .notebook import _cost_estimate
+    from .reproduce import chains_behind
 
-    children: dict = {}
-    for k, p in parent.items():
-        if p is not None:
-            children.setdefault(p, []).append(k)
-    memo: dict = {}
-
-    def behind(k):
-        if k not in memo:
-            memo[k] = _cost_estimate(nodes[k]) + max((behind(c) for c in children.get(k, ())), default=0.0)
-        return memo[k]
-    return {k: behind(k) for k in nodes}
+    return chains_behind({k: _cost_estimate(c) for k, c in nodes.items()}, parent)[1]
 
 
 class _Local:

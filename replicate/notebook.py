@@ -110,8 +110,9 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
     With workers > 1, or another executor than local (REPLICATE_EXECUTOR: local | dask | slurm,
     replicate/executors.py), the configurations missing from the store run as separate jobs (one
     thread each; missing parents first, once each) and are then read back from the store. The
-    missing runs start longest first (by a rough estimate), so that two workers finish together;
-    the order changes no result (every run has its own seed)."""
+    missing runs start as soon as their parent is stored, those with the most estimated work behind
+    them first (their own and their children's), so that no worker waits while a run is ready and
+    the workers finish together; the order changes no result (every run has its own seed)."""
     from .runner import _usable, fresh_requested, run
     from .store import Store
 

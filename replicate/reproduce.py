@@ -97,7 +97,7 @@ def _count(d: Path) -> int:
     return sum(1 for _ in d.rglob("*.json")) if d.exists() else 0
 
 
-def _chains_behind(durations: dict, parents: dict) -> tuple:
+def chains_behind(durations: dict, parents: dict) -> tuple:
     """(children {key: [keys]}, behind {key: seconds of the run and its longest chain of descendants}) for the
     runs in `durations`; parents outside `durations` count as done."""
     children: dict = {}
@@ -119,7 +119,7 @@ def _chains_behind(durations: dict, parents: dict) -> tuple:
 def longest_chain(durations: dict, parents: dict) -> float:
     """The longest total duration along a chain of parents (a run cannot start before its parent is done):
     durations {key: seconds}, parents {key: parent key or None}; parents outside `durations` count as done."""
-    return max(_chains_behind(durations, parents)[1].values(), default=0.0)
+    return max(chains_behind(durations, parents)[1].values(), default=0.0)
 
 
 def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float:
@@ -128,7 +128,7 @@ def schedule_makespan(durations: dict, parents: dict, workers: int = 2) -> float
     children still behind it (a greedy list schedule: an estimate, not the optimum)."""
     import heapq
 
-    children, behind = _chains_behind(durations, parents)
+    children, behind = chains_behind(durations, parents)
     ready = [(-behind[k], k) for k in durations if parents.get(k) not in durations]
     heapq.heapify(ready)
     running: list = []                   # (finish time, key)
