@@ -15,13 +15,12 @@ The King James Bible (`kjv_char`, 3.7M training characters) stands in for enwik8
 uses the 64k-character sample shipped with the package. The paper plan trains the paper's enwik8 SRU
 (char-sru-paper) on enwik8 (see PLANS; it needs the data and a GPU).
 
-Cost: the cpu plan trains three seeds of the dense parent and of FLOP and AGP at each target (notebooks 03 and
-06 read all three). Notebook 01 reads the first two of them (TABLE_SEEDS), with the small dense model on the same
-two and the other baselines on the first (its `baseline_seeds`): with the third seed and its small dense models
-it would take more than the suite's 45 minutes per notebook from an empty store on 2 cores, by the records' times
-and by the measured time of notebook 06 (in the README), which trains all of notebook 01's runs but the small
-dense ones. What each notebook took is in the README's tables (measured from an empty store, and estimated from
-the records).
+Cost: notebooks 03 and 06 read the plan's three seeds of the dense parent and of FLOP. Notebook 01 reads the first
+two (TABLE_SEEDS) for its dense, FLOP, AGP and small dense models, and the first for its other baselines (its
+`baseline_seeds`): with the third seed's AGP and small dense models (six runs beside the four it shares) it would
+not fit the suite's 45 minutes per notebook from an empty store on 2 cores: the records' estimate for three seeds,
+scaled by what the two-seed notebook measured against its own estimate, is above it. Both are in the README's
+tables (measured from an empty store, and estimated from the records).
 """
 from __future__ import annotations
 
