@@ -38,6 +38,7 @@ from .store import repo_root
 FIELDS = ("notebook", "commit", "seconds", "runs_trained", "workers", "threads_per_run", "cpus", "date", "status",
           "after", "group")
 README_START, README_END = "<!-- scratch:begin -->", "<!-- scratch:end -->"
+GOAL_MIN = 45            # each notebook's goal from an empty store on 2 cores (minutes)
 
 
 def results_file(root: Path) -> Path:
@@ -187,6 +188,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
                      f"{number[r['group']]} left")
         out.append(f"| {r['notebook']} | {start} | `{r['commit'][:8]}` | {r['runs_trained']} | {r['workers']} | "
                    f"{measured:.1f}{status} | " + (f"{est:.1f} | {measured / est:.2f} |" if est else "— | — |"))
+    out += ["", _summary(root, {lb: r for lb, r in rows.items() if not r.get("group")})]
     for group, members in sorted(groups.items()):
         members.sort(key=lambda m: len(m[0]["after"].split(";")) if m[0].get("after") else 0)
         first = members[0][0]
@@ -199,6 +201,37 @@ def table(root: Path, store_dir: Path | None = None) -> str:
                    f"**{total:.1f} min** measured{'' if ok else ' (a notebook failed)'}, {est} min estimated from "
                    f"the records.")
     return "\n".join(out) + "\n"
+
+
+def _summary(root: Path, alone: dict) -> str:
+    """One paragraph under the table: how many of the checkout's notebooks are measured alone, their sum (an
+    upper bound for running them one after another in one store), the longest, those above GOAL_MIN, and the
+    notebooks not measured yet."""
+    from .reproduce import _notebooks
+
+    root = root.resolve()
+    folder = root / "notebooks"
+    every = [q.relative_to(root).as_posix() for q in _notebooks([str(folder)])
+             if not q.name.startswith("_")] if folder.is_dir() else []
+    minutes = {r["notebook"]: float(r["seconds"]) / 60 for r in alone.values()}
+    if not minutes:
+        return "No notebook measured alone yet."
+    longest = max(minutes, key=minutes.get)
+    over = [f"{nb} ({m:.1f})" for nb, m in sorted(minutes.items()) if m > GOAL_MIN]
+    failed = [r["notebook"] for r in alone.values() if r["status"] != "ok"]
+    missing = [nb for nb in every if nb not in minutes]
+    text = (f"Measured alone: {len(minutes)} of {len(every)} notebooks, **{sum(minutes.values()):.1f} min** in all "
+            "(each from its own empty store, so a run two of them read is paid twice: an upper bound for running "
+            f"them one after another in one store); the longest {minutes[longest]:.1f} min ({longest}); above the "
+            f"{GOAL_MIN}-minute goal: {', '.join(over) or 'none'}.")
+    if failed:
+        text += f" Failed: {', '.join(failed)}."
+    by_folder: dict = {}
+    for nb in missing:                                   # notebooks/<folder>/<number>_<name>.ipynb
+        folder_name, _, name = nb.removeprefix("notebooks/").rpartition("/")
+        by_folder.setdefault(folder_name, []).append(name.split("_", 1)[0])
+    return text + (" Not measured yet: " + "; ".join(f"{f} {', '.join(n)}" for f, n in by_folder.items()) + "."
+                   if missing else " Every notebook is measured.")
 
 
 def update_readme(root: Path) -> bool:
