@@ -85,8 +85,9 @@ def test_a_dry_run_keeps_the_first_seed_of_a_paper_plan(dry, monkeypatch):
     assert study.plan("paper")["seeds"] == [0] and study.plan("cpu")["seeds"] == [0, 1, 2]   # only the paper plan is cut
     assert study.transformer_plan("paper")["seeds"] == [0] and study.ablation_seeds("paper") == [0]
     assert study.control_plan("paper")["seeds"] == [0] and study.control_plan("cpu")["seeds"] == [0, 1, 2]
+    assert study.control_plan("paper")["l0_seeds"] == [0] and study.control_plan("cpu")["l0_seeds"] == [0, 1]
     monkeypatch.delenv(dry_run.ENV)
-    assert study.plan("paper")["seeds"] == [0, 1, 2]
+    assert study.plan("paper")["seeds"] == [0, 1, 2] and study.control_plan("paper")["l0_seeds"] == [0, 1, 2]
 
 
 def test_plans_that_are_not_dicts_pass_through_a_dry_run(dry):

@@ -23,13 +23,16 @@ def per_combo(value, model: str, dataset: str):
 
 def choose(profile: str, plans: dict) -> dict:
     """The plan (settings dict, or any value) of the profile in force; one-line error for a profile without
-    one. In the paper profile's dry run (replicate.dry_run) a dict plan's seeds are cut to the first: every seed runs the same
-    code, and the paper-scale models make each run cost minutes even when capped."""
+    one. In the paper profile's dry run (replicate.dry_run) a dict plan's seed lists ("seeds", and any "<what>_seeds")
+    are cut to the first: every seed runs the same code, and the paper-scale models make each run cost minutes even
+    when capped."""
     check_choice("profile", profile, tuple(plans))
     plan = plans[profile]
-    if (profile == "paper" and isinstance(plan, dict) and isinstance(plan.get("seeds"), (list, tuple))
-            and len(plan["seeds"]) > 1):
-        from .. import dry_run
-        if dry_run.active():
-            return {**plan, "seeds": list(plan["seeds"][:1])}
+    if profile == "paper" and isinstance(plan, dict):
+        cut = {k: list(v[:1]) for k, v in plan.items()
+               if (k == "seeds" or k.endswith("_seeds")) and isinstance(v, (list, tuple)) and len(v) > 1}
+        if cut:
+            from .. import dry_run
+            if dry_run.active():
+                return {**plan, **cut}
     return plan
