@@ -113,3 +113,7 @@ def test_the_summary_adds_the_alone_rows_and_names_what_is_over_the_goal_or_not_
     line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
                 if ln.startswith("Measured alone"))
     assert "3 of 3 notebooks, **45.0 min**" in line and "goal: none." in line and "Every notebook is measured." in line
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/b.ipynb", "seconds": 60, "status": "failed"})
+    line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
+                if ln.startswith("Measured alone"))
+    assert "Failed: notebooks/x/b.ipynb." in line                      # the latest row of b failed
