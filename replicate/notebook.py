@@ -113,20 +113,32 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
     missing runs start as soon as their parent is stored, those with the most estimated work behind
     them first (their own and their children's), so that no worker waits while a run is ready and
     the workers finish together; the order changes no result (every run has its own seed)."""
+    return run_groups({label: cfgs}, workers)[0]
+
+
+def run_groups(groups: dict, workers: int | None = None) -> list:
+    """run_all for several groups at once: {label: configurations} -> one list of records per group,
+    in order, and one summary line per group. Every missing run of every group goes into one
+    schedule, so no worker idles at the end of a group while another group's runs are ready (as it
+    would between consecutive run_all calls); a group's parents need not be a group of their own."""
     from .runner import _usable, fresh_requested, run
     from .store import Store
 
-    cfgs = list(cfgs)
+    groups = {label: list(cfgs) for label, cfgs in groups.items()}
     fresh = fresh_requested()
-    missing = []
-    for c in cfgs:
-        c.validate()
-        if not _usable(Store.for_profile(c.profile).get(c), fresh):
-            missing.append(c)
+    missing, missing_keys = [], set()
+    for cfgs in groups.values():
+        for c in cfgs:
+            c.validate()
+            if c.key not in missing_keys and not _usable(Store.for_profile(c.profile).get(c), fresh):
+                missing.append(c)
+                missing_keys.add(c.key)
+    label = "; ".join(groups)
     workers = workers or workers_default()
+    total = sum(len(cfgs) for cfgs in groups.values())
     if missing:
         from .train import note
-        note(f"  {label}: {len(cfgs) - len(missing)} of {len(cfgs)} runs in the store, training {len(missing)}"
+        note(f"  {label}: {total - len(missing)} of {total} runs in the store, training {len(missing)}"
              + (f" in {min(workers, len(missing))} processes" if workers > 1 and len(missing) > 1 else ""))
     from .executors import dispatch, executor_name
     executor = executor_name()
@@ -139,8 +151,12 @@ def run_all(cfgs, label: str, workers: int | None = None) -> list:
         if lost:   # no record at all (a diverged run leaves a failed one): say which, and stop
             raise RuntimeError(f"{label}: {len(lost)} run(s) failed twice on the {executor} executor and left no "
                                "record: " + "; ".join(lost))
-    records = [run(c) for c in cfgs]
-    failed = sum(r["status"] != "ok" for r in records)
-    print(f"{label}: {len(cfgs)} runs ({len(cfgs) - len(missing)} read from the store, {len(missing)} run now"
-          + (f", {failed} failed" if failed else "") + ")")
-    return records
+    out = []
+    for group, cfgs in groups.items():
+        records = [run(c) for c in cfgs]
+        failed = sum(r["status"] != "ok" for r in records)
+        now = sum(c.key in missing_keys for c in cfgs)
+        print(f"{group}: {len(cfgs)} runs ({len(cfgs) - now} read from the store, {now} run now"
+              + (f", {failed} failed" if failed else "") + ")")
+        out.append(records)
+    return out

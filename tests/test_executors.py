@@ -198,3 +198,25 @@ def test_a_lost_job_is_retried_once_and_a_twice_lost_run_is_reported(monkeypatch
     with pytest.raises(RuntimeError, match=f"failed twice on the local executor.*{more[0].label}"):
         nb.run_all(more, "lost", workers=2)
     assert Store.for_profile("smoke").get(more[1]) is not None     # the other run finished and is stored
+
+
+def test_run_groups_schedules_every_group_at_once_and_counts_each(monkeypatch, capsys):
+    """Parents and children in two groups go to one dispatch (no barrier between the groups); each
+    group's summary line counts its own runs; the records come back group by group, in order."""
+    import replicate.executors as ex
+
+    dense, pruned = grid()
+    calls = []
+    real = ex.dispatch
+    monkeypatch.setattr(ex, "dispatch", lambda missing, *a, **k: calls.append([c.key for c in missing]) or real(missing, *a, **k))
+    got_dense, got_pruned = nb.run_groups({"dense": dense, "pruned": pruned}, workers=2)
+    assert calls == [[c.key for c in dense + pruned]]
+    assert [r["key"] for r in got_dense] == [c.key for c in dense]
+    assert [r["key"] for r in got_pruned] == [c.key for c in pruned]
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["dense: 2 runs (0 read from the store, 2 run now)", "pruned: 2 runs (0 read from the store, 2 run now)"]
+    more = [p.replace(args={"schedule": "oneshot", "compression": 8.0}) for p in pruned]
+    got = nb.run_groups({"pruned": pruned, "more": more}, workers=2)
+    assert calls[1] == [c.key for c in more] and [r["status"] for r in got[1]] == ["ok", "ok"]
+    assert capsys.readouterr().out.splitlines()[-2:] == ["pruned: 2 runs (2 read from the store, 0 run now)",
+                                                         "more: 2 runs (0 read from the store, 2 run now)"]

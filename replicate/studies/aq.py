@@ -159,17 +159,18 @@ def grid(model: str, dataset: str, seed: int, profile: str) -> dict:
 
 def run_grids(combos, seeds, profile: str) -> dict:
     """Run (or read from the store) the shared grid of every (model, dataset) in
-    `combos` and seed; returns {(model, dataset, seed, key): record}. Parents run
-    before their children so that the worker processes only get independent runs."""
+    `combos` and seed; returns {(model, dataset, seed, key): record}. One schedule for the three
+    groups (notebook.run_groups): each child starts as soon as its own parent is stored."""
     from .. import notebook as nb
     from ..runner import run
 
     grids = {(m, d, s): grid(m, d, s, profile) for m, d in combos for s in seeds}
-    nb.run_all([g[("base", None)] for g in grids.values()], "base models (trained to near convergence)")
-    nb.run_all([c for g in grids.values() for k, c in g.items() if k[0] in ("aq", "uniform", "uniform+ft", "bnn", "pruned")],
-               "adaptive quantization, uniform k-bit, binarized, magnitude pruning")
-    nb.run_all([c for g in grids.values() for k, c in g.items() if k[0] in ("dc", "binarized")],
-               "Deep Compression (k-means + Huffman), binarized networks")
+    nb.run_groups({
+        "base models (trained to near convergence)": [g[("base", None)] for g in grids.values()],
+        "adaptive quantization, uniform k-bit, binarized, magnitude pruning":
+            [c for g in grids.values() for k, c in g.items() if k[0] in ("aq", "uniform", "uniform+ft", "bnn", "pruned")],
+        "Deep Compression (k-means + Huffman), binarized networks":
+            [c for g in grids.values() for k, c in g.items() if k[0] in ("dc", "binarized")]})
     return {(m, d, s, k): run(c) for (m, d, s), g in grids.items() for k, c in g.items()}
 
 
