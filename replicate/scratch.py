@@ -188,7 +188,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
                      f"{number[r['group']]} left")
         out.append(f"| {r['notebook']} | {start} | `{r['commit'][:8]}` | {r['runs_trained']} | {r['workers']} | "
                    f"{measured:.1f}{status} | " + (f"{est:.1f} | {measured / est:.2f} |" if est else "— | — |"))
-    out += ["", _summary(root, {lb: r for lb, r in rows.items() if not r.get("group")})]
+    out += ["", _summary(root, rows)]
     for group, members in sorted(groups.items()):
         members.sort(key=lambda m: len(m[0]["after"].split(";")) if m[0].get("after") else 0)
         first = members[0][0]
@@ -203,35 +203,47 @@ def table(root: Path, store_dir: Path | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _summary(root: Path, alone: dict) -> str:
-    """One paragraph under the table: how many of the checkout's notebooks are measured alone, their sum (an
-    upper bound for running them one after another in one store), the longest, those above GOAL_MIN, and the
-    notebooks not measured yet."""
+def _summary(root: Path, rows: dict) -> str:
+    """One paragraph under the table: how many of the checkout's notebooks are measured alone (a group's first
+    notebook counts: the store was empty at its start), their sum (an upper bound for running them one after
+    another in one store), the longest, those above GOAL_MIN, the notebooks measured only after others in one
+    store, and the notebooks not measured yet."""
     from .reproduce import _notebooks
 
     root = root.resolve()
     folder = root / "notebooks"
     every = [q.relative_to(root).as_posix() for q in _notebooks([str(folder)])
              if not q.name.startswith("_")] if folder.is_dir() else []
-    minutes = {r["notebook"]: float(r["seconds"]) / 60 for r in alone.values()}
+    alone = {r["notebook"]: r for r in rows.values() if not r.get("group")}
+    for r in rows.values():
+        if r.get("group") and not r.get("after") and r["notebook"] not in alone:
+            alone[r["notebook"]] = r
+    after_others = sorted({r["notebook"] for r in rows.values() if r.get("group")} - set(alone))
+    minutes = {nb: float(r["seconds"]) / 60 for nb, r in alone.items()}
     if not minutes:
         return "No notebook measured alone yet."
     longest = max(minutes, key=minutes.get)
     over = [f"{nb} ({m:.1f})" for nb, m in sorted(minutes.items()) if m > GOAL_MIN]
     failed = [r["notebook"] for r in alone.values() if r["status"] != "ok"]
-    missing = [nb for nb in every if nb not in minutes]
+    missing = [nb for nb in every if nb not in minutes and nb not in after_others]
     text = (f"Measured alone: {len(minutes)} of {len(every)} notebooks, **{sum(minutes.values()):.1f} min** in all "
-            "(each from its own empty store, so a run two of them read is paid twice: an upper bound for running "
-            f"them one after another in one store); the longest {minutes[longest]:.1f} min ({longest}); above the "
-            f"{GOAL_MIN}-minute goal: {', '.join(over) or 'none'}.")
+            "(each from its own empty store, a group's first notebook included, so a run two of them read is paid "
+            "twice: an upper bound for running them one after another in one store); the longest "
+            f"{minutes[longest]:.1f} min ({longest}); above the {GOAL_MIN}-minute goal: {', '.join(over) or 'none'}.")
     if failed:
         text += f" Failed: {', '.join(failed)}."
-    by_folder: dict = {}
-    for nb in missing:                                   # notebooks/<folder>/<number>_<name>.ipynb
-        folder_name, _, name = nb.removeprefix("notebooks/").rpartition("/")
-        by_folder.setdefault(folder_name, []).append(name.split("_", 1)[0])
-    return text + (" Not measured yet: " + "; ".join(f"{f} {', '.join(n)}" for f, n in by_folder.items()) + "."
-                   if missing else " Every notebook is measured.")
+
+    def by_folder(notebooks):                            # notebooks/<folder>/<number>_<name>.ipynb
+        out: dict = {}
+        for nb in notebooks:
+            folder_name, _, name = nb.removeprefix("notebooks/").rpartition("/")
+            out.setdefault(folder_name, []).append(name.split("_", 1)[0])
+        return "; ".join(f"{f} {', '.join(n)}" for f, n in out.items())
+
+    if after_others:
+        text += (" Measured only after other notebooks in one store (the table gives what each added there): "
+                 f"{by_folder(after_others)}.")
+    return text + (f" Not measured yet: {by_folder(missing)}." if missing else " Every notebook is measured.")
 
 
 def update_readme(root: Path) -> bool:

@@ -95,24 +95,31 @@ def test_a_notebook_timed_from_an_empty_store_trains_every_run_and_leaves_the_ch
 
 
 def test_the_summary_adds_the_alone_rows_and_names_what_is_over_the_goal_or_not_measured(tmp_path):
-    for name in ("a", "b", "c", "_template"):
+    for name in ("a", "b", "c", "d", "_template"):
         path = tmp_path / "notebooks" / "x" / f"{name}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
     common = {"commit": "0123456789abcdef", "status": "ok", "workers": 2, "runs_trained": 1}
     scratch.append(tmp_path, {**common, "notebook": "notebooks/x/a.ipynb", "seconds": 50 * 60})
     scratch.append(tmp_path, {**common, "notebook": "notebooks/x/b.ipynb", "seconds": 10 * 60})
-    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/c.ipynb", "seconds": 99 * 60, "group": "g"})
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/c.ipynb", "seconds": 99 * 60, "group": "g",
+                              "after": "notebooks/x/b.ipynb"})
     text = scratch.table(tmp_path, tmp_path / "no-store")
     line = next(ln for ln in text.splitlines() if ln.startswith("Measured alone"))
-    assert "2 of 3 notebooks, **60.0 min**" in line                   # the group's row is not an alone row
+    assert "2 of 4 notebooks, **60.0 min**" in line                   # a row after others in a group is not alone
     assert "the longest 50.0 min (notebooks/x/a.ipynb)" in line
-    assert "goal: notebooks/x/a.ipynb (50.0)." in line and "Not measured yet: x c." in line
+    assert "goal: notebooks/x/a.ipynb (50.0)." in line and "Not measured yet: x d." in line
+    assert "Measured only after other notebooks in one store (the table gives what each added there): x c." in line
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/d.ipynb", "seconds": 7 * 60, "group": "h"})
+    line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
+                if ln.startswith("Measured alone"))
+    assert "3 of 4 notebooks, **67.0 min**" in line                   # a group's first notebook started from empty
+    assert "x c." in line and "Not measured yet" not in line
     scratch.append(tmp_path, {**common, "notebook": "notebooks/x/a.ipynb", "seconds": 30 * 60})
     scratch.append(tmp_path, {**common, "notebook": "notebooks/x/c.ipynb", "seconds": 5 * 60})
     line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
                 if ln.startswith("Measured alone"))
-    assert "3 of 3 notebooks, **45.0 min**" in line and "goal: none." in line and "Every notebook is measured." in line
+    assert "4 of 4 notebooks, **52.0 min**" in line and "goal: none." in line and "Every notebook is measured." in line
     scratch.append(tmp_path, {**common, "notebook": "notebooks/x/b.ipynb", "seconds": 60, "status": "failed"})
     line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
                 if ln.startswith("Measured alone"))
