@@ -39,6 +39,7 @@ FIELDS = ("notebook", "commit", "seconds", "runs_trained", "workers", "threads_p
           "after", "group")
 README_START, README_END = "<!-- scratch:begin -->", "<!-- scratch:end -->"
 GOAL_MIN = 45            # each notebook's goal from an empty store on 2 cores (minutes)
+SUITE_GOAL_MIN = 240     # the whole cpu profile's goal from an empty store on 2 cores (minutes)
 
 
 def results_file(root: Path) -> Path:
@@ -188,7 +189,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
                      f"{number[r['group']]} left")
         out.append(f"| {r['notebook']} | {start} | `{r['commit'][:8]}` | {r['runs_trained']} | {r['workers']} | "
                    f"{measured:.1f}{status} | " + (f"{est:.1f} | {measured / est:.2f} |" if est else "— | — |"))
-    out += ["", _summary(root, rows)]
+    out += ["", _summary(root, rows, keys)]
     for group, members in sorted(groups.items()):
         members.sort(key=lambda m: len(m[0]["after"].split(";")) if m[0].get("after") else 0)
         first = members[0][0]
@@ -203,7 +204,7 @@ def table(root: Path, store_dir: Path | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _summary(root: Path, rows: dict) -> str:
+def _summary(root: Path, rows: dict, keys: dict | None = None) -> str:
     """One paragraph under the table: how many of the checkout's notebooks are measured alone (a group's first
     notebook counts: the store was empty at its start), their sum (an upper bound for running them one after
     another in one store), the longest, those above GOAL_MIN, the notebooks measured only after others in one
@@ -243,7 +244,100 @@ def _summary(root: Path, rows: dict) -> str:
     if after_others:
         text += (" Measured only after other notebooks in one store (the table gives what each added there): "
                  f"{by_folder(after_others)}.")
-    return text + (f" Not measured yet: {by_folder(missing)}." if missing else " Every notebook is measured.")
+    text += f" Not measured yet: {by_folder(missing)}." if missing else " Every notebook is measured."
+    return text + "\n\n" + _suite(rows, every, by_folder, keys or {})
+
+
+def _suite(rows: dict, every: list, by_folder, keys: dict) -> str:
+    """The whole suite from measured parts: each group measured together (the latest first; one that shares a
+    notebook with a group already taken is left out) and every other notebook's latest alone row. Runs that two
+    parts read are trained in each, so the sum is an upper bound for `make reproduce-all FRESH=1` on the same
+    workers; with notebooks not covered it is a partial sum and says so. The other way: parts that trained no run
+    in common (by the run keys each measurement recorded; the longest first) add up to what the suite cannot
+    avoid, those runs being trained in any order (up to the packing of each part's last runs on the workers): the
+    largest such sum (`_disjoint`)."""
+    groups: dict = {}
+    for r in rows.values():
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append(r)
+    covered: dict = {}                                   # notebook -> the part that pays for it
+    parts = []
+    for g in sorted(groups, reverse=True):
+        members = {r["notebook"] for r in groups[g]}
+        if members & set(covered):
+            continue
+        parts.append((f"group of {len(members)}", groups[g]))
+        covered.update(dict.fromkeys(members, g))
+    for r in rows.values():
+        if not r.get("group") and r["notebook"] not in covered:
+            parts.append((r["notebook"], [r]))
+            covered[r["notebook"]] = r["notebook"]
+    if not parts:
+        return "The whole suite: nothing measured yet."
+    minutes = sum(float(r["seconds"]) for _, rs in parts for r in rs) / 60
+    workers = sorted({str(r["workers"]) for _, rs in parts for r in rs})
+    failed = any(r["status"] != "ok" for _, rs in parts for r in rs)
+    uncovered = [nb for nb in every if nb not in covered]
+    n_groups = sum(1 for name, _ in parts if name.startswith("group of"))
+    text = (f"The whole suite from scratch, added up from measured parts ({n_groups} group(s) measured together, "
+            f"{len(parts) - n_groups} notebook(s) alone; {' or '.join(workers)} workers): "
+            f"**{minutes:.1f} min ({minutes / 60:.1f} h)** for {len(every) - len(uncovered)} of {len(every)} "
+            "notebooks. A run that two parts read is trained in each, so this is an upper bound for those notebooks "
+            "in one store")
+    if failed:
+        text += "; a part failed, so its time is not the notebook's whole cost"
+    trained = {}                                         # a part's index -> the runs it trained, when recorded
+    for i, (_, rs) in enumerate(parts):
+        if all(_label(r) in keys for r in rs):
+            trained[i] = {k for r in rs for k in keys[_label(r)]}
+    taken = _disjoint(trained, {i: sum(float(r["seconds"]) for r in rs) for i, (_, rs) in enumerate(parts)})
+    if taken:
+        low = sum(float(r["seconds"]) for i in taken for r in parts[i][1]) / 60
+        text += (f"; the {len(taken)} parts that trained no run in common add up to **{low:.1f} min "
+                 f"({low / 60:.1f} h)**: a floor for the whole suite, which trains all those runs")
+    if uncovered:
+        return text + f". Not covered yet: {by_folder(uncovered)}; no total for the suite yet."
+    if minutes <= SUITE_GOAL_MIN:
+        return text + f". Every notebook is covered: within the {SUITE_GOAL_MIN}-minute goal for the whole suite."
+    return text + (f". Every notebook is covered: above the {SUITE_GOAL_MIN}-minute goal for the whole suite by this "
+                   "sum (a run two parts share is trained once in one store, so one store could take less by the "
+                   "time of such runs).")
+
+
+def _disjoint(trained: dict, weight: dict, exact_up_to: int = 16) -> list:
+    """The parts (keys of `trained`, each a set of run keys) that share no run with each other and have the
+    largest total weight: exhaustive within each group of parts linked by shared runs when it has at most
+    `exact_up_to` members, longest first otherwise. Parts that trained nothing are left out."""
+    nodes = [i for i in trained if trained[i]]
+    linked = {i: {j for j in nodes if j != i and trained[i] & trained[j]} for i in nodes}
+    taken, done = [], set()
+    for start in nodes:
+        if start in done:
+            continue
+        component, todo = [], [start]
+        while todo:                                      # the parts linked to start by shared runs
+            i = todo.pop()
+            if i not in done:
+                done.add(i)
+                component.append(i)
+                todo.extend(linked[i] - done)
+        if len(component) <= exact_up_to:
+            best, best_w = [], -1.0
+            for mask in range(1 << len(component)):
+                chosen = [component[b] for b in range(len(component)) if mask >> b & 1]
+                if any(j in linked[i] for i in chosen for j in chosen):
+                    continue
+                w = sum(weight[i] for i in chosen)
+                if w > best_w:
+                    best, best_w = chosen, w
+        else:
+            best, seen = [], set()
+            for i in sorted(component, key=lambda i: -weight[i]):
+                if not linked[i] & seen:
+                    best.append(i)
+                    seen.add(i)
+        taken += best
+    return sorted(taken)
 
 
 def update_readme(root: Path) -> bool:

@@ -124,3 +124,45 @@ def test_the_summary_adds_the_alone_rows_and_names_what_is_over_the_goal_or_not_
     line = next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
                 if ln.startswith("Measured alone"))
     assert "Failed: notebooks/x/b.ipynb." in line                      # the latest row of b failed
+
+
+def test_the_suite_total_adds_each_group_once_and_the_other_notebooks_alone(tmp_path, monkeypatch):
+    for name in ("1_a", "2_b", "3_c", "4_d"):
+        path = tmp_path / "notebooks" / "x" / f"{name}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    common = {"commit": "0123456789abcdef", "status": "ok", "workers": 2, "runs_trained": 1}
+
+    def suite():
+        return next(ln for ln in scratch.table(tmp_path, tmp_path / "no-store").splitlines()
+                    if ln.startswith("The whole suite"))
+
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/1_a.ipynb", "seconds": 20 * 60, "keys": ["k1"]})
+    assert "**20.0 min (0.3 h)** for 1 of 4 notebooks" in suite() and "Not covered yet: x 2, 3, 4" in suite()
+    older = {**common, "group": "2026-01-01T00:00:00"}                   # b then c in one store, an older group
+    scratch.append(tmp_path, {**older, "notebook": "notebooks/x/2_b.ipynb", "seconds": 30 * 60})
+    scratch.append(tmp_path, {**older, "notebook": "notebooks/x/3_c.ipynb", "seconds": 5 * 60,
+                              "after": "notebooks/x/2_b.ipynb"})
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/2_b.ipynb", "seconds": 50 * 60,    # b alone
+                              "keys": ["k2", "k3"]})
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/4_d.ipynb", "seconds": 100 * 60})
+    line = suite()                          # a + group(b, c) + d: b's alone row is not added beside its group
+    assert "(1 group(s) measured together, 2 notebook(s) alone; 2 workers): **155.0 min (2.6 h)** for 4 of 4" in line
+    assert "within the 240-minute goal" in line
+    newer = {**common, "group": "2026-02-01T00:00:00"}                   # a newer group with c, d: the older one
+    scratch.append(tmp_path, {**newer, "notebook": "notebooks/x/3_c.ipynb", "seconds": 200 * 60,  # shares c, so
+                              "keys": ["k3"]}) 
+    scratch.append(tmp_path, {**newer, "notebook": "notebooks/x/4_d.ipynb", "seconds": 1 * 60,     # b is alone
+                              "after": "notebooks/x/3_c.ipynb", "keys": ["k4"]})
+    line = suite()                                                     # group(c, d) 201 + a 20 + b 50
+    assert "**271.0 min (4.5 h)** for 4 of 4" in line and "above the 240-minute goal" in line
+    assert "the 2 parts that trained no run in common add up to **221.0 min" in line    # b shares k3 with c
+    monkeypatch.setattr(scratch, "SUITE_GOAL_MIN", 300)
+    assert "within the 300-minute goal" in suite()
+
+
+def test_the_disjoint_parts_are_the_heaviest_set_that_shares_no_run():
+    trained = {0: {"x", "y"}, 1: {"x"}, 2: {"y"}, 3: {"z"}, 4: set()}
+    weight = {0: 40.0, 1: 37.0, 2: 36.0, 3: 1.0, 4: 99.0}
+    assert scratch._disjoint(trained, weight) == [1, 2, 3]                 # 37 + 36 beats 40 (0 shares with both)
+    assert scratch._disjoint(trained, weight, exact_up_to=0) == [0, 3]     # longest first, above the exact size
