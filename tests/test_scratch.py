@@ -157,8 +157,16 @@ def test_the_suite_total_adds_each_group_once_and_the_other_notebooks_alone(tmp_
     line = suite()                                                     # group(c, d) 201 + a 20 + b 50
     assert "**271.0 min (4.5 h)** for 4 of 4" in line and "above the 240-minute goal" in line
     assert "the 2 parts that trained no run in common add up to **221.0 min" in line    # b shares k3 with c
+    assert "the sum is above the 240-minute goal for the whole suite and the floor within it" in line
     monkeypatch.setattr(scratch, "SUITE_GOAL_MIN", 300)
     assert "within the 300-minute goal" in suite()
+    monkeypatch.setattr(scratch, "SUITE_GOAL_MIN", 200)                  # the floor (221) is above it
+    assert "Every notebook is covered; the floor is above the 200-minute goal" in suite()
+    (tmp_path / "notebooks" / "x" / "5_e.ipynb").write_text("{}")       # not measured: no total, a verdict still
+    line = suite()
+    assert "Not covered yet: x 5; no total" in line and "the suite does not meet it, whatever the rest costs" in line
+    monkeypatch.setattr(scratch, "SUITE_GOAL_MIN", 240)
+    assert "whatever the rest costs" not in suite()
 
 
 def test_the_disjoint_parts_are_the_heaviest_set_that_shares_no_run():
