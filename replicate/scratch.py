@@ -253,9 +253,9 @@ def _suite(rows: dict, every: list, by_folder, keys: dict) -> str:
     notebook with a group already taken is left out) and every other notebook's latest alone row. Runs that two
     parts read are trained in each, so the sum is an upper bound for `make reproduce-all FRESH=1` on the same
     workers; with notebooks not covered it is a partial sum and says so. The other way: parts that trained no run
-    in common (by the run keys each measurement recorded; the longest first) add up to what the suite cannot
-    avoid, those runs being trained in any order (up to the packing of each part's last runs on the workers): the
-    largest such sum (`_disjoint`)."""
+    in common (by the run keys each measurement recorded, on the most workers measured) add up to what the suite
+    cannot avoid, those runs being trained in any order (up to the packing of each part's last runs on the
+    workers): the largest such sum (`_disjoint`)."""
     groups: dict = {}
     for r in rows.values():
         if r.get("group"):
@@ -287,8 +287,9 @@ def _suite(rows: dict, every: list, by_folder, keys: dict) -> str:
     if failed:
         text += "; a part failed, so its time is not the notebook's whole cost"
     trained = {}                                         # a part's index -> the runs it trained, when recorded
+    most = max(int(w) for w in workers)                  # a part timed on fewer workers would overstate a floor
     for i, (_, rs) in enumerate(parts):
-        if all(_label(r) in keys for r in rs):
+        if all(_label(r) in keys and int(r["workers"]) == most for r in rs):
             trained[i] = {k for r in rs for k in keys[_label(r)]}
     taken = _disjoint(trained, {i: sum(float(r["seconds"]) for r in rs) for i, (_, rs) in enumerate(parts)})
     low = sum(float(r["seconds"]) for i in taken for r in parts[i][1]) / 60
@@ -308,7 +309,7 @@ def _suite(rows: dict, every: list, by_folder, keys: dict) -> str:
                    "meets it in one store depends on the runs the parts share (measure them together to decide).")
 
 
-def _disjoint(trained: dict, weight: dict, exact_up_to: int = 16) -> list:
+def _disjoint(trained: dict, weight: dict, exact_up_to: int = 14) -> list:
     """The parts (keys of `trained`, each a set of run keys) that share no run with each other and have the
     largest total weight: exhaustive within each group of parts linked by shared runs when it has at most
     `exact_up_to` members, longest first otherwise. Parts that trained nothing are left out."""

@@ -167,6 +167,10 @@ def test_the_suite_total_adds_each_group_once_and_the_other_notebooks_alone(tmp_
     assert "Not covered yet: x 5; no total" in line and "the suite does not meet it, whatever the rest costs" in line
     monkeypatch.setattr(scratch, "SUITE_GOAL_MIN", 240)
     assert "whatever the rest costs" not in suite()
+    scratch.append(tmp_path, {**common, "notebook": "notebooks/x/5_e.ipynb", "seconds": 500 * 60, "workers": 1,
+                              "keys": ["k9"]})                      # one worker: in the sum, not in the floor
+    line = suite()
+    assert "1 or 2 workers): **771.0 min" in line and "add up to **221.0 min" in line
 
 
 def test_the_disjoint_parts_are_the_heaviest_set_that_shares_no_run():
