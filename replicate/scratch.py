@@ -260,25 +260,24 @@ def _suite(rows: dict, every: list, by_folder, keys: dict) -> str:
     for r in rows.values():
         if r.get("group"):
             groups.setdefault(r["group"], []).append(r)
-    covered: dict = {}                                   # notebook -> the part that pays for it
-    parts = []
+    covered: set = set()                                 # the notebooks a part already pays for
+    parts = []                                           # (measured together?, its rows)
     for g in sorted(groups, reverse=True):
         members = {r["notebook"] for r in groups[g]}
-        if members & set(covered):
-            continue
-        parts.append((f"group of {len(members)}", groups[g]))
-        covered.update(dict.fromkeys(members, g))
+        if not members & covered:
+            parts.append((True, groups[g]))
+            covered |= members
     for r in rows.values():
         if not r.get("group") and r["notebook"] not in covered:
-            parts.append((r["notebook"], [r]))
-            covered[r["notebook"]] = r["notebook"]
+            parts.append((False, [r]))
+            covered.add(r["notebook"])
     if not parts:
         return "The whole suite: nothing measured yet."
     minutes = sum(float(r["seconds"]) for _, rs in parts for r in rs) / 60
     workers = sorted({str(r["workers"]) for _, rs in parts for r in rs})
     failed = any(r["status"] != "ok" for _, rs in parts for r in rs)
     uncovered = [nb for nb in every if nb not in covered]
-    n_groups = sum(1 for name, _ in parts if name.startswith("group of"))
+    n_groups = sum(together for together, _ in parts)
     text = (f"The whole suite from scratch, added up from measured parts ({n_groups} group(s) measured together, "
             f"{len(parts) - n_groups} notebook(s) alone; {' or '.join(workers)} workers): "
             f"**{minutes:.1f} min ({minutes / 60:.1f} h)** for {len(every) - len(uncovered)} of {len(every)} "

@@ -151,7 +151,7 @@ def test_the_suite_total_adds_each_group_once_and_the_other_notebooks_alone(tmp_
     assert "within the 240-minute goal" in line
     newer = {**common, "group": "2026-02-01T00:00:00"}                   # a newer group with c, d: the older one
     scratch.append(tmp_path, {**newer, "notebook": "notebooks/x/3_c.ipynb", "seconds": 200 * 60,  # shares c, so
-                              "keys": ["k3"]}) 
+                              "keys": ["k3"]})
     scratch.append(tmp_path, {**newer, "notebook": "notebooks/x/4_d.ipynb", "seconds": 1 * 60,     # b is alone
                               "after": "notebooks/x/3_c.ipynb", "keys": ["k4"]})
     line = suite()                                                     # group(c, d) 201 + a 20 + b 50
